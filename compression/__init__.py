@@ -1,0 +1,54 @@
+"""layerfuse's compression library: strategic-fusion layer pruning with knowledge distillation.
+
+Importing this package is cheap and torch-free; the heavy entry points load on first use, so the
+service can share :mod:`compression.spec` and :mod:`compression.datasets` without importing torch.
+
+    from compression import CompressionSpec, compress
+    result = compress(CompressionSpec(model_dir=..., train=...), out_dir="out")
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    CompressionCancelled,
+    DatasetError,
+    InvalidInputError,
+    LayerfuseError,
+    ModelError,
+)
+from .progress import CancelToken, NeverCancel, NullReporter, Progress, Reporter
+from .spec import Columns, CompressionSpec, Distillation, MethodSpec, Options, Target
+
+if TYPE_CHECKING:
+    from .pipeline import CompressionResult, compress
+
+__all__ = [
+    "CancelToken",
+    "Columns",
+    "CompressionCancelled",
+    "CompressionResult",
+    "CompressionSpec",
+    "DatasetError",
+    "Distillation",
+    "InvalidInputError",
+    "LayerfuseError",
+    "MethodSpec",
+    "ModelError",
+    "NeverCancel",
+    "NullReporter",
+    "Options",
+    "Progress",
+    "Reporter",
+    "Target",
+    "compress",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("compress", "CompressionResult"):
+        from . import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(f"module 'compression' has no attribute {name!r}")

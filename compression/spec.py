@@ -1,0 +1,149 @@
+"""The typed specification of a compression run (method.md; api.md for the job body).
+
+Pydantic models with the defaults of method.md and bounds on every number. They import no torch,
+so the service validates job requests with the very same models the library runs on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .catalogue import (
+    AUTO,
+    FUSION_IDS,
+    MIN_SIGNAL_STRATEGIES_FOR_FUSION,
+    SIGNAL_IDS,
+    STRATEGY_IDS,
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Target(_Strict):
+    """Exactly one of the four target forms of method.md ("Selecting the depth")."""
+
+    layers_to_remove: int | None = Field(default=None, ge=1, le=256)
+    keep_layers: int | None = Field(default=None, ge=1, le=256)
+    max_accuracy_drop: float | None = Field(default=None, ge=0.0, le=1.0)
+    select: Literal["best"] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Target:
+        given = [k for k, v in self.model_dump().items() if v is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "target takes exactly one of layers_to_remove, keep_layers, max_accuracy_drop, "
+                f"select; got {given or 'none'}"
+            )
+        return self
+
+    @property
+    def form(self) -> str:
+        return next(k for k, v in self.model_dump().items() if v is not None)
+
+    def describe(self) -> dict[str, int | float | str]:
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+def default_target() -> Target:
+    return Target(max_accuracy_drop=0.01)
+
+
+class Distillation(_Strict):
+    enabled: bool = True
+    temperature: float = Field(default=2.0, gt=0.0, le=20.0)
+    alpha: float = Field(default=0.5, ge=0.0, le=1.0)
+    epochs: int = Field(default=3, ge=1, le=20)
+    learning_rate: float | None = Field(default=None, gt=0.0, le=1e-2)
+    batch_size: int = Field(default=32, ge=1, le=512)
+
+
+class Options(_Strict):
+    max_length: int = Field(default=128, ge=8, le=512)
+    n_calib: int = Field(default=512, ge=16, le=4096)
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    random_seeds: int = Field(default=3, ge=1, le=10)
+    leave_one_out_probe: bool = True
+    max_layers_removed: int | None = Field(default=None, ge=1, le=256)
+    eval_batch_size: int = Field(default=64, ge=1, le=1024)
+    validation_fraction: float = Field(default=0.1, gt=0.0, lt=0.5)
+    fine_tune_teacher: Literal["auto", "always", "never"] = "auto"
+    teacher_epochs: int = Field(default=3, ge=1, le=20)
+    teacher_learning_rate: float | None = Field(default=None, gt=0.0, le=1e-2)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    measure_latency: bool = True
+
+
+class Columns(_Strict):
+    text_column: str = Field(default="text", min_length=1, max_length=200)
+    text_pair_column: str | None = Field(default=None, min_length=1, max_length=200)
+    label_column: str = Field(default="label", min_length=1, max_length=200)
+
+
+class MethodSpec(_Strict):
+    """Everything about *how* to compress, independent of where the files are.
+
+    The service's job body embeds these fields; the library's :class:`CompressionSpec` adds paths.
+    """
+
+    strategy: str = "fusion-random-forest"
+    strategies: Literal["all"] | list[str] = "all"
+    target: Target = Field(default_factory=default_target)
+    distillation: Distillation = Field(default_factory=Distillation)
+    options: Options = Field(default_factory=Options)
+
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, value: str) -> str:
+        if value != AUTO and value not in STRATEGY_IDS:
+            raise ValueError(f"unknown strategy {value!r}; use 'auto' or one of {list(STRATEGY_IDS)}")
+        return value
+
+    @field_validator("strategies")
+    @classmethod
+    def _known_strategies(cls, value: Literal["all"] | list[str]) -> Literal["all"] | list[str]:
+        if value == "all":
+            return value
+        unknown = [s for s in value if s not in STRATEGY_IDS]
+        if unknown:
+            raise ValueError(f"unknown strategies {unknown}; known: {list(STRATEGY_IDS)}")
+        if not value:
+            raise ValueError("strategies must name at least one strategy, or be 'all'")
+        return list(dict.fromkeys(value))
+
+    @model_validator(mode="after")
+    def _fusion_has_sources(self) -> MethodSpec:
+        walked = self.walked_strategies()
+        fusions = [s for s in walked if s in FUSION_IDS]
+        signals = [s for s in walked if s in SIGNAL_IDS]
+        if fusions and len(signals) < MIN_SIGNAL_STRATEGIES_FOR_FUSION:
+            missing = [s for s in SIGNAL_IDS if s not in signals]
+            raise ValueError(
+                f"{', '.join(fusions)} learns from single-signal trajectories: add at least "
+                f"{MIN_SIGNAL_STRATEGIES_FOR_FUSION - len(signals)} of {missing} to strategies "
+                "(or use strategies: 'all')"
+            )
+        return self
+
+    def walked_strategies(self) -> list[str]:
+        """The strategies the sweep walks, in method order: the list, plus the final strategy."""
+        chosen = set(STRATEGY_IDS if self.strategies == "all" else self.strategies)
+        if self.strategy != AUTO:
+            chosen.add(self.strategy)
+        return [s for s in STRATEGY_IDS if s in chosen]
+
+
+class CompressionSpec(MethodSpec):
+    """A complete run of the library: the model, the data and the method."""
+
+    model_dir: Path
+    train: Path
+    validation: Path | None = None
+    test: Path | None = None
+    columns: Columns = Field(default_factory=Columns)

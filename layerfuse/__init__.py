@@ -1,0 +1,1 @@
+"""The ``layerfuse`` command line (and, later, the Python client of the service)."""
