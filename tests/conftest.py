@@ -1,16 +1,10 @@
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
 import pytest
 
-# One torch job at a time on small CPUs: oversubscribed threads are slower, not faster.
-os.environ.setdefault("OMP_NUM_THREADS", str(min(os.cpu_count() or 1, 4)))
-sys.path.insert(0, str(Path(__file__).parent))
-
-from factories import make_model_dir, synthetic_rows, write_jsonl  # noqa: E402
+from tests.factories import make_model_dir, synthetic_rows, write_jsonl
 
 SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 

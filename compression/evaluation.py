@@ -1,0 +1,96 @@
+"""Metrics of a model on a tokenized split: accuracy, macro-F1, loss; and latency."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import f1_score
+from torch import nn
+
+from .batching import Batch, Encoded
+from .device import Runtime
+
+Metrics = dict[str, float]
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module,
+    batches: list[Batch],
+    runtime: Runtime,
+    n: int,
+    on_batch: Callable[[float], None] = lambda fraction: None,
+) -> torch.Tensor:
+    """Logits for every example, in split order: (n, num_labels) float32 on the CPU."""
+    was_training = model.training
+    model.eval()
+    out: torch.Tensor | None = None
+    for i, batch in enumerate(batches):
+        with runtime.autocast():
+            logits = model(**batch.to(runtime.device).inputs).logits.float().cpu()
+        if out is None:
+            out = torch.empty((n, logits.shape[1]), dtype=torch.float32)
+        out[batch.indices] = logits
+        on_batch((i + 1) / len(batches))
+    model.train(was_training)
+    assert out is not None, "no batches to predict"
+    return out
+
+
+def score(logits: torch.Tensor, labels: list[int]) -> Metrics:
+    y = torch.tensor(labels)
+    predicted = logits.argmax(dim=-1)
+    return {
+        "accuracy": float((predicted == y).float().mean()),
+        "macro_f1": float(f1_score(y.numpy(), predicted.numpy(), average="macro",
+                                   labels=np.arange(logits.shape[1]), zero_division=0)),
+        "loss": float(F.cross_entropy(logits, y)),
+    }
+
+
+class EvalSet:
+    """A split prepared once for repeated evaluation (fixed, length-sorted batches)."""
+
+    def __init__(self, encoded: Encoded, batch_size: int):
+        self.encoded = encoded
+        self.batches = encoded.sorted_batches(batch_size)
+
+    def evaluate(self, model: nn.Module, runtime: Runtime,
+                 on_batch: Callable[[float], None] = lambda fraction: None) -> Metrics:
+        logits = predict(model, self.batches, runtime, len(self.encoded), on_batch)
+        return score(logits, self.encoded.labels)
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def size_mb(parameters: int) -> float:
+    """fp32 size in MB as method.md defines it: parameters × 4 / 2²⁰."""
+    return parameters * 4 / 2**20
+
+
+@torch.no_grad()
+def latency_ms(model: nn.Module, encoded: Encoded, runtime: Runtime, repeats: int = 10) -> dict[str, float]:
+    """Mean milliseconds per batch of 1 and of 32 real examples, after a warm-up."""
+    model.eval()
+    result = {}
+    for size, key in ((1, "batch_1"), (32, "batch_32")):
+        batch = encoded.collate(list(range(min(size, len(encoded))))).to(runtime.device)
+        runs = repeats if size == 1 else max(2, repeats // 3)
+        with runtime.autocast():
+            for _ in range(2):
+                model(**batch.inputs)
+            if runtime.device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            for _ in range(runs):
+                model(**batch.inputs)
+            if runtime.device.type == "cuda":
+                torch.cuda.synchronize()
+        result[key] = (time.perf_counter() - start) * 1000 / runs
+    return result

@@ -1,0 +1,113 @@
+"""Strategic fusion: learn from the sweep which signals predict the accuracy a removal leaves.
+
+Rows are (state, candidate) removals the sweep evaluated; features are the candidate's 12 signals
+z-scored across the state's candidates plus its relative depth and how much is already removed;
+the target is validation accuracy after the removal, minus a tie-breaking sliver of the loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.ensemble import RandomForestRegressor
+from sklearn.linear_model import LinearRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from .catalogue import FUSION_FOREST, FUSION_LINEAR, SIGNAL_IDS
+from .strategies import PredictorStrategy
+from .sweep import State, Step, Sweep
+
+FEATURES: list[str] = [*SIGNAL_IDS, "relative_depth", "fraction_removed"]
+# Accuracy moves in steps of 1/n_validation (≥ 1e-3 for up to 1,000 examples); a loss of up to 10
+# times this weight stays below one step, so it only orders removals of equal accuracy.
+LOSS_TIE_WEIGHT = 1e-4
+
+
+def state_features(state: State, sweep: Sweep) -> dict[int, list[float]]:
+    """The feature vector of every candidate (remaining layer) of ``state``."""
+    signals = sweep.state_signals(state)
+    candidates = sorted(signals)
+    columns = []
+    for sid in SIGNAL_IDS:
+        values = np.array([signals[c][sid] for c in candidates], dtype=np.float64)
+        spread = values.std()
+        columns.append((values - values.mean()) / spread if spread > 0 else np.zeros_like(values))
+    depth_scale = max(sweep.num_layers - 1, 1)
+    fraction = len(state) / sweep.num_layers
+    return {
+        c: [float(col[i]) for col in columns] + [c / depth_scale, fraction]
+        for i, c in enumerate(candidates)
+    }
+
+
+def target(sweep: Sweep, after: State) -> float:
+    validation = sweep.state_metrics(after)["validation"]
+    assert validation is not None
+    return validation["accuracy"] - LOSS_TIE_WEIGHT * validation["loss"]
+
+
+@dataclass
+class FusionData:
+    x: np.ndarray  # (rows, features)
+    y: np.ndarray  # (rows,)
+
+
+def build_rows(steps: Iterable[Step], sweep: Sweep) -> FusionData:
+    """One row per distinct (state, removed layer) among ``steps``."""
+    seen: dict[tuple[State, int], Step] = {}
+    for step in steps:
+        seen.setdefault((step.state, step.layer), step)
+    x, y = [], []
+    for (state, layer), step in seen.items():
+        x.append(state_features(state, sweep)[layer])
+        y.append(target(sweep, step.after))
+    return FusionData(np.array(x), np.array(y))
+
+
+@dataclass
+class FusionModels:
+    linear: Any
+    forest: RandomForestRegressor
+    rows: int
+
+    def strategies(self) -> list[PredictorStrategy]:
+        return [PredictorStrategy(FUSION_LINEAR, self._predictor(self.linear)),
+                PredictorStrategy(FUSION_FOREST, self._predictor(self.forest))]
+
+    @staticmethod
+    def _predictor(regressor: Any):
+        def predict(state: State, sweep: Sweep) -> dict[int, float]:
+            features = state_features(state, sweep)
+            layers = sorted(features)
+            scores = regressor.predict(np.array([features[c] for c in layers]))
+            return {c: float(s) for c, s in zip(layers, scores)}
+
+        return predict
+
+    def explain(self) -> dict[str, Any]:
+        coefficients = self.linear[-1].coef_
+        return {
+            "rows": self.rows,
+            "features": FEATURES,
+            "linear-regression": {
+                "coefficients": {f: float(c) for f, c in zip(FEATURES, coefficients)},
+                "intercept": float(self.linear[-1].intercept_),
+            },
+            "random-forest": {
+                "feature_importances": {
+                    f: float(v) for f, v in zip(FEATURES, self.forest.feature_importances_)
+                },
+            },
+        }
+
+
+def fit_fusion(data: FusionData, seed: int) -> FusionModels:
+    """``LinearRegression`` on standardized features and the forest of method.md."""
+    linear = make_pipeline(StandardScaler(), LinearRegression()).fit(data.x, data.y)
+    forest = RandomForestRegressor(n_estimators=200, min_samples_leaf=2, random_state=seed,
+                                   n_jobs=-1).fit(data.x, data.y)
+    return FusionModels(linear, forest, len(data.y))

@@ -1,0 +1,181 @@
+"""Loading a Hugging Face sequence-classification model safely, and saving a pruned one.
+
+Safety rules (architecture.md): weights load from safetensors only, ``trust_remote_code`` is
+never set, and only the architectures of :mod:`compression.architectures` are accepted.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+)
+
+from .architectures import Adapter, adapter_for
+from .errors import ModelError
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+# Weights a checkpoint without a classification head legitimately lacks; anything else missing
+# means the checkpoint does not match its config and would be silently random-initialised.
+HEAD_KEYS = re.compile(r"(^|\.)(classifier|pooler|pre_classifier)\.")
+GENERIC_LABEL = re.compile(r"^LABEL_(\d+)$")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What ``config.json`` says about a model directory, read without loading weights."""
+
+    path: Path
+    model_type: str
+    num_layers: int
+    head_labels: list[str] | None  # the classification head's labels, in id order
+    base_name: str
+
+
+def inspect_model_dir(path: Path) -> ModelInfo:
+    """Check a model directory is loadable under the safety rules, without loading weights."""
+    if not path.is_dir():
+        raise ModelError(f"model directory {path.name!r} does not exist", code="model_not_found",
+                         param="model")
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise ModelError(f"{path.name!r} has no config.json; save the model with save_pretrained",
+                         code="model_config_missing", param="model")
+    safetensors = sorted(path.glob("*.safetensors"))
+    if not safetensors:
+        pickles = sorted(p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
+        hint = f" (found pickle files {pickles}, which are never loaded)" if pickles else ""
+        raise ModelError(
+            f"{path.name!r} has no .safetensors weights{hint}; re-save the model with "
+            "save_pretrained(..., safe_serialization=True)",
+            code="model_pickle_refused" if pickles else "model_weights_missing",
+            param="model",
+        )
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"config.json of {path.name!r} is not valid JSON: {exc}",
+                         code="model_config_invalid", param="model") from exc
+    if not isinstance(config, dict):
+        raise ModelError("config.json must hold a JSON object", code="model_config_invalid",
+                         param="model")
+    if config.get("auto_map"):
+        raise ModelError("the model needs custom code (config.json has auto_map); layerfuse "
+                         "never runs remote code", code="model_architecture_unsupported",
+                         param="model")
+    model_type = config.get("model_type")
+    adapter = adapter_for(model_type)
+    num_layers = config.get(adapter.num_layers_key)
+    if not isinstance(num_layers, int) or num_layers < 2:
+        raise ModelError(f"config.json has {adapter.num_layers_key}={num_layers!r}; layer removal "
+                         "needs a model with at least 2 layers", code="model_too_shallow",
+                         param="model")
+    head_labels = None
+    if any(a.endswith("ForSequenceClassification") for a in config.get("architectures") or []):
+        id2label = config.get("id2label") or {}
+        head_labels = [str(id2label[k]) for k in sorted(id2label, key=int)]
+    return ModelInfo(path, str(model_type), num_layers, head_labels,
+                     str(config.get("_name_or_path") or path.name))
+
+
+def head_label_order(info: ModelInfo, train_labels: set[str]) -> list[str] | None:
+    """The head's label order when it classifies exactly the dataset's labels, else None.
+
+    Generic names (``LABEL_0``...) match integer dataset labels ``0..n-1`` by position.
+    """
+    if not info.head_labels:
+        return None
+    if set(info.head_labels) == train_labels:
+        return info.head_labels
+    generic = [GENERIC_LABEL.match(label) for label in info.head_labels]
+    if all(generic) and {str(i) for i in range(len(info.head_labels))} == train_labels:
+        return [str(i) for i in range(len(info.head_labels))]
+    return None
+
+
+@dataclass
+class LoadedModel:
+    model: PreTrainedModel
+    tokenizer: object
+    adapter: Adapter
+    info: ModelInfo
+    has_trained_head: bool
+
+
+def load_model(info: ModelInfo, labels: list[str], *, head_matches: bool) -> LoadedModel:
+    """Load model and tokenizer for ``labels`` (eager attention: the signals read its maps)."""
+    path = info.path
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    except Exception as exc:  # tokenizers raise many types; all mean "unusable tokenizer files"
+        raise ModelError(f"the tokenizer of {path.name!r} cannot be loaded: {exc}",
+                         code="model_tokenizer_invalid", param="model") from exc
+    id2label = dict(enumerate(labels))
+    config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+    if not head_matches:
+        config.num_labels = len(labels)
+    config.id2label = id2label
+    config.label2id = {v: k for k, v in id2label.items()}
+    model, loading = AutoModelForSequenceClassification.from_pretrained(
+        path,
+        config=config,
+        attn_implementation="eager",
+        use_safetensors=True,
+        trust_remote_code=False,
+        ignore_mismatched_sizes=not head_matches,
+        output_loading_info=True,
+    )
+    missing = list(loading.get("missing_keys", []))
+    body_missing = [k for k in missing if not HEAD_KEYS.search(k)]
+    if body_missing:
+        raise ModelError(
+            f"weights for {len(body_missing)} parameters (e.g. {body_missing[0]}) are missing "
+            f"from {path.name!r}: the checkpoint does not match its config.json",
+            code="model_weights_mismatch", param="model")
+    has_head = head_matches and not any("classifier" in k for k in missing)
+    return LoadedModel(model, tokenizer, adapter_for(info.model_type), info, has_head)
+
+
+def pruned_copy(model: PreTrainedModel, adapter: Adapter, kept: list[int]) -> PreTrainedModel:
+    """A standalone copy of ``model`` keeping only original layers ``kept`` (sorted)."""
+    layers = list(adapter.layers(model))
+    clone = copy.deepcopy(model)
+    adapter.set_layers(clone, [copy.deepcopy(layers[i]) for i in kept])
+    for new_index, layer in enumerate(adapter.layers(clone)):
+        # Layer indices address KV caches; keep them consistent with the new positions.
+        for module in layer.modules():
+            if hasattr(module, "layer_idx"):
+                module.layer_idx = new_index
+    return clone
+
+
+def save_model(model: PreTrainedModel, tokenizer, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)  # type: ignore[attr-defined]
+
+
+@torch.no_grad()
+def reload_max_abs_diff(out: Path, model: PreTrainedModel, inputs: dict[str, torch.Tensor]) -> float:
+    """Reload ``out`` as a user would and return the largest logit difference to ``model``."""
+    reloaded, loading = AutoModelForSequenceClassification.from_pretrained(
+        out, use_safetensors=True, output_loading_info=True)
+    if loading.get("missing_keys"):
+        raise ModelError(f"the saved model lacks weights {loading['missing_keys'][:3]}",
+                         code="export_failed")
+    reloaded.eval()
+    model.eval()
+    device = next(model.parameters()).device
+    cpu_inputs = {k: v.cpu() for k, v in inputs.items()}
+    expected = model(**{k: v.to(device) for k, v in inputs.items()}).logits.float().cpu()
+    got = reloaded(**cpu_inputs).logits.float()
+    return float((expected - got).abs().max())

@@ -1,0 +1,93 @@
+"""Choosing the final strategy and depth from the curves (method.md, "Selecting the depth").
+
+Selection reads validation metrics only; test metrics are for reporting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .catalogue import AUTO, RANDOM
+from .errors import InvalidInputError
+from .spec import Target
+
+Curve = list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Selection:
+    strategy: str
+    layers_removed: int
+    removed_layers: list[int]
+    kept_layers: list[int]
+    validation_accuracy: float
+    met_target: bool
+
+    def to_report(self, target: Target) -> dict[str, Any]:
+        return {
+            "strategy": self.strategy,
+            "target": target.describe(),
+            "layers_removed": self.layers_removed,
+            "removed_layers": self.removed_layers,
+            "kept_layers": self.kept_layers,
+            "validation_accuracy": self.validation_accuracy,
+            "met_target": self.met_target,
+        }
+
+
+def validate_target(target: Target, num_layers: int, max_removed: int) -> None:
+    """Reject a fixed-depth target the sweep cannot reach, before any work is done."""
+    if target.layers_to_remove is not None:
+        k, param = target.layers_to_remove, "target.layers_to_remove"
+    elif target.keep_layers is not None:
+        k, param = num_layers - target.keep_layers, "target.keep_layers"
+    else:
+        return
+    if not 1 <= k <= max_removed:
+        raise InvalidInputError(
+            f"{target.describe()} asks to remove {k} of the model's {num_layers} layers; between "
+            f"1 and {max_removed} can be removed (options.max_layers_removed)",
+            code="target_out_of_range", param=param)
+
+
+def _accuracy(point: dict[str, Any]) -> float:
+    return float(point["validation"]["accuracy"])
+
+
+def select(curves: dict[str, Curve], strategy: str, target: Target, num_layers: int,
+           baseline_accuracy: float) -> Selection:
+    """Apply the job's target to the walked curves.
+
+    ``curves`` maps real trajectories (``random/seed-N`` included, the seeds' mean excluded) to
+    their curves; ``strategy`` is an id or ``auto``. With ``auto``, ties between strategies go to
+    the first in method order; with ``select: best``, ties between depths go to the deeper one.
+    """
+    if strategy == RANDOM:
+        strategy = f"{RANDOM}/seed-0"
+    candidates = curves if strategy == AUTO else {strategy: curves[strategy]}
+    max_k = min(len(c) - 1 for c in candidates.values())
+    met = True
+    if target.layers_to_remove is not None or target.keep_layers is not None:
+        validate_target(target, num_layers, max_k)
+        k = (target.layers_to_remove if target.layers_to_remove is not None
+             else num_layers - (target.keep_layers or 0))
+        options = [(name, k) for name in candidates]
+    elif target.select == "best":
+        options = [(name, k) for name in candidates for k in range(1, max_k + 1)]
+    else:
+        floor = baseline_accuracy - (target.max_accuracy_drop or 0.0)
+        passing = [(name, k) for name in candidates for k in range(1, max_k + 1)
+                   if _accuracy(candidates[name][k]) >= floor]
+        if passing:
+            deepest = max(k for _, k in passing)
+            options = [(name, k) for name, k in passing if k == deepest]
+        else:
+            # Nothing meets the target: keep the model whole rather than break the promise.
+            options, met = [(name, 0) for name in candidates], False
+    name, k = max(options, key=lambda o: (_accuracy(candidates[o[0]][o[1]]), o[1],
+                                          -list(candidates).index(o[0])))
+    point = candidates[name][k]
+    removed = sorted(point["removed"])
+    return Selection(name, k, removed, [i for i in range(num_layers) if i not in removed],
+                     _accuracy(point), met)
