@@ -1,0 +1,100 @@
+"""The FastAPI application: ``create_app()`` builds it; ``layerfuse serve`` runs it.
+
+    uvicorn --factory service.app:create_app
+
+Heavy clients (the database engine, the Celery producer) open in the lifespan, never at import;
+the reconciler runs there too. Importing this module never imports torch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
+
+from . import errors
+from .broker import JobQueue
+from .metrics import Metrics, RequestContextMiddleware
+from .reconciler import reconcile_once
+from .routes import artifacts, events, health, jobs, uploads
+from .settings import Settings, get_settings
+from .storage import Storage
+from .store import Database
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """Compress fine-tuned transformer classifiers by removing whole layers.
+
+Upload a model (`POST /v1/models`) and datasets (`POST /v1/datasets`), create a job
+(`POST /v1/jobs`), follow it (`GET /v1/jobs/{id}/events/stream`), then download its artifacts.
+Every `/v1` route takes `Authorization: Bearer <api key>`; errors are `application/problem+json`.
+"""
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    db: Database | None = None,
+    queue: JobQueue | None = None,
+) -> FastAPI:
+    """Build the app. ``db`` and ``queue`` are opened from ``settings`` unless given (tests).
+
+    Raises:
+        service.settings.ConfigError: unsafe settings outside development.
+    """
+    settings = settings or get_settings()
+    settings.check_api_secrets()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.db = db or Database(settings.resolved_database_url)
+        app.state.queue = queue or JobQueue(settings)
+        app.state.metrics = Metrics(app.state.db)
+        reconciler = None
+        if settings.reconcile_interval_s > 0:
+            reconciler = asyncio.create_task(_reconcile_forever(app, settings))
+        try:
+            yield
+        finally:
+            if reconciler is not None:
+                reconciler.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reconciler
+            if queue is None:
+                app.state.queue.close()
+            if db is None:
+                app.state.db.dispose()
+
+    app = FastAPI(
+        title="layerfuse",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.storage = Storage(settings)
+    errors.install(app)
+    app.add_middleware(
+        RequestContextMiddleware, metrics=lambda: getattr(app.state, "metrics", None)
+    )
+    app.include_router(health.router)
+    app.include_router(uploads.models)
+    app.include_router(uploads.datasets)
+    app.include_router(jobs.router)
+    app.include_router(events.router)
+    app.include_router(artifacts.router)
+    return app
+
+
+async def _reconcile_forever(app: FastAPI, settings: Settings) -> None:
+    await asyncio.sleep(min(settings.reconcile_interval_s, 1.0))
+    while True:
+        try:
+            await run_in_threadpool(reconcile_once, app.state.db, app.state.queue, settings)
+        except Exception:
+            log.exception("reconciler pass failed; retrying in %s s", settings.reconcile_interval_s)
+        await asyncio.sleep(settings.reconcile_interval_s)

@@ -1,0 +1,49 @@
+"""``/healthz``, ``/readyz`` and ``/metrics``: no auth, no secrets."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ..deps import DatabaseDep, QueueDep, SettingsDep
+from ..store import workers as worker_store
+
+router = APIRouter(tags=["service"])
+
+
+@router.get("/healthz", summary="The process is up")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Database and broker reachable, a worker seen recently")
+def readyz(db: DatabaseDep, queue: QueueDep, settings: SettingsDep) -> JSONResponse:
+    checks: dict[str, Any] = {"database": "ok" if db.ping() else "unreachable"}
+    checks["broker"] = "ok" if queue.ping() else "unreachable"
+    last_seen = None
+    if checks["database"] == "ok":
+        with db.session() as session:
+            last_seen = worker_store.last_seen(session)
+    if last_seen is None:
+        checks["worker"] = "none seen"
+    elif time.time() - last_seen > settings.worker_seen_timeout_s:
+        checks["worker"] = f"last seen {int(time.time() - last_seen)} s ago"
+    else:
+        checks["worker"] = "ok"
+    ready = all(value == "ok" for value in checks.values())
+    return JSONResponse(
+        {"status": "ready" if ready else "not ready", "checks": checks},
+        status_code=200 if ready else 503,
+    )
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics(request: Request) -> Response:
+    registry = request.app.state.metrics.registry
+    body = await run_in_threadpool(generate_latest, registry)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

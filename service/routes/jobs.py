@@ -1,0 +1,253 @@
+"""``/v1/jobs``: create (validated fully, then stored, then enqueued), list, get, cancel."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Response
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from compression.datasets import validate_columns
+
+from ..broker import BrokerUnavailable
+from ..deps import QueueDep, SessionDep, SettingsDep, StorageDep, TenantDep
+from ..errors import Conflict, NotFound, ServiceUnavailable, Unprocessable
+from ..schemas import JobCreate, JobObject, Page, job_object, page
+from ..settings import Settings
+from ..storage import OutsideRoot, Storage, inside
+from ..store import JOB_STATUSES, Dataset, Job, Model
+from ..store import jobs as job_store
+from ..store import uploads as upload_store
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+SPLITS = ("train", "validation", "test")
+
+
+def get_job_or_404(session: Session, tenant: str, job_id: str) -> Job:
+    job = job_store.get_job(session, tenant, job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id!r}")
+    return job
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=JobObject,
+    responses={
+        200: {"description": "Replayed: the job this Idempotency-Key created earlier"},
+        409: {"description": "Idempotency-Key reused with a different body"},
+        422: {"description": "Invalid spec, unknown ids, or datasets that do not fit the spec"},
+        503: {"description": "The queue is unavailable; no job was created"},
+    },
+    summary="Create a compression job",
+)
+def create_job(
+    body: JobCreate,
+    response: Response,
+    tenant: TenantDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    storage: StorageDep,
+    queue: QueueDep,
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
+    ] = None,
+) -> dict[str, Any]:
+    spec = body.model_dump(mode="json", exclude={"metadata"})
+    request_hash = hashlib.sha256(
+        json.dumps(body.model_dump(mode="json"), sort_keys=True).encode()
+    ).hexdigest()
+    if idempotency_key:
+        replay = _replay(session, settings, tenant, idempotency_key, request_hash, response)
+        if replay is not None:
+            return replay
+    _validate_references(session, settings, storage, tenant, body)
+    job = job_store.create_job(session, tenant=tenant, spec=spec, metadata=body.metadata)
+    if idempotency_key:
+        job_store.remember_idempotency_key(session, tenant, idempotency_key, request_hash, job.id)
+    try:
+        session.commit()
+    except IntegrityError:
+        # A concurrent request with the same key won the race: answer as its replay.
+        session.rollback()
+        assert idempotency_key is not None
+        replay = _replay(session, settings, tenant, idempotency_key, request_hash, response)
+        if replay is None:
+            raise
+        return replay
+    try:
+        queue.enqueue(job.id)
+    except BrokerUnavailable:
+        # Never a job that exists but will never run: take it back and let the client retry.
+        job_store.delete_job(session, job.id)
+        session.commit()
+        raise ServiceUnavailable(
+            "the job queue is unavailable, so no job was created; retry in a few seconds",
+            code="broker_unavailable",
+            headers={"Retry-After": "5"},
+        ) from None
+    return job_object(job)
+
+
+def _replay(
+    session: Session,
+    settings: Settings,
+    tenant: str,
+    key: str,
+    request_hash: str,
+    response: Response,
+) -> dict[str, Any] | None:
+    record = job_store.find_idempotency_key(session, tenant, key, ttl_s=settings.idempotency_ttl_s)
+    if record is None:
+        return None
+    if record.request_hash != request_hash:
+        raise Conflict(
+            "this Idempotency-Key was used with a different request body; use a new key",
+            code="idempotency_key_reused",
+            param="Idempotency-Key",
+        )
+    job = job_store.get_job(session, tenant, record.job_id)
+    if job is None:
+        return None
+    response.status_code = 200
+    response.headers["Idempotent-Replayed"] = "true"
+    return job_object(job)
+
+
+def _validate_references(
+    session: Session, settings: Settings, storage: Storage, tenant: str, body: JobCreate
+) -> None:
+    """Everything a job needs exists, belongs to the tenant and fits the spec (api.md).
+
+    Raises:
+        Unprocessable: naming the field (``model.id``, ``dataset.train``, ...).
+        compression.errors.DatasetError: a split does not fit the columns (422 with its code).
+    """
+    num_layers = _validate_model(session, settings, tenant, body)
+    if num_layers is not None:
+        _validate_depth(body, num_layers)
+    columns = body.dataset
+    for split in SPLITS:
+        dataset_id = getattr(columns, split)
+        if dataset_id is None:
+            continue
+        row = upload_store.get(session, Dataset, tenant, dataset_id)
+        if row is None:
+            raise Unprocessable(
+                f"no dataset {dataset_id!r}; upload it with POST /v1/datasets",
+                code="dataset_not_found",
+                param=f"dataset.{split}",
+            )
+        validate_columns(
+            storage.dataset_dir(tenant, row.id) / row.stored_name,
+            split=split,
+            text_column=columns.text_column,
+            text_pair_column=columns.text_pair_column,
+            label_column=columns.label_column,
+            require_two_classes=split == "train",
+            max_rows=settings.max_dataset_rows,
+        )
+
+
+def _validate_model(
+    session: Session, settings: Settings, tenant: str, body: JobCreate
+) -> int | None:
+    """Check the model reference; returns its layer count when known."""
+    ref = body.model
+    if ref.source == "upload":
+        if not ref.id:
+            raise Unprocessable("model.id is required for source 'upload'", param="model.id")
+        row = upload_store.get(session, Model, tenant, ref.id)
+        if row is None:
+            raise Unprocessable(
+                f"no model {ref.id!r}; upload it with POST /v1/models",
+                code="model_not_found",
+                param="model.id",
+            )
+        return row.num_layers
+    if ref.source == "path":
+        if settings.models_root is None:
+            raise Unprocessable(
+                "this server has no models root (LAYERFUSE_MODELS_ROOT); upload the model",
+                code="model_source_disabled",
+                param="model.source",
+            )
+        if not ref.path:
+            raise Unprocessable("model.path is required for source 'path'", param="model.path")
+        try:
+            folder = inside(settings.models_root, ref.path)
+        except OutsideRoot:
+            folder = None
+        if folder is None or not (folder / "config.json").is_file():
+            raise Unprocessable(
+                f"{ref.path!r} is not a model directory below the server's models root",
+                code="model_path_invalid",
+                param="model.path",
+            )
+        return None
+    if not settings.allow_hub:
+        raise Unprocessable(
+            "this server does not download models from the Hugging Face Hub; upload the model",
+            code="model_source_disabled",
+            param="model.source",
+        )
+    if not ref.id:
+        raise Unprocessable("model.id (the Hub repository) is required", param="model.id")
+    return None
+
+
+def _validate_depth(body: JobCreate, num_layers: int) -> None:
+    target = body.target
+    if target.layers_to_remove is not None and target.layers_to_remove >= num_layers:
+        raise Unprocessable(
+            f"the model has {num_layers} layers: layers_to_remove must be at most {num_layers - 1}",
+            param="target.layers_to_remove",
+        )
+    if target.keep_layers is not None and target.keep_layers >= num_layers:
+        raise Unprocessable(
+            f"the model has {num_layers} layers: keep_layers must be at most {num_layers - 1}",
+            param="target.keep_layers",
+        )
+
+
+@router.get("", response_model=Page[JobObject], summary="List jobs, newest first")
+def list_jobs(
+    tenant: TenantDep,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    after: Annotated[
+        str | None, Query(max_length=64, description="last id of the previous page")
+    ] = None,
+    status: Annotated[str | None, Query(description=f"one of {', '.join(JOB_STATUSES)}")] = None,
+) -> dict[str, Any]:
+    if status is not None and status not in JOB_STATUSES:
+        raise Unprocessable(f"status must be one of {', '.join(JOB_STATUSES)}", param="status")
+    rows, has_more = job_store.list_jobs(session, tenant, limit=limit, after=after, status=status)
+    return page([job_object(j) for j in rows], has_more, [j.id for j in rows])
+
+
+@router.get("/{job_id}", response_model=JobObject, responses={404: {}})
+def get_job(job_id: str, tenant: TenantDep, session: SessionDep) -> dict[str, Any]:
+    return job_object(get_job_or_404(session, tenant, job_id))
+
+
+@router.post(
+    "/{job_id}/cancel",
+    status_code=202,
+    response_model=JobObject,
+    responses={404: {}},
+    summary="Cancel: queued jobs at once, running ones at their next step",
+)
+def cancel_job(job_id: str, tenant: TenantDep, session: SessionDep) -> dict[str, Any]:
+    job = get_job_or_404(session, tenant, job_id)
+    job = job_store.request_cancel(session, job)
+    session.commit()
+    return job_object(job)

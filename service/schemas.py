@@ -1,0 +1,274 @@
+"""Request and response bodies of the API (api.md).
+
+The job body reuses the library's :class:`~compression.spec.MethodSpec` (strategy, strategies,
+target, distillation, options) and :class:`~compression.spec.Columns`, so the API validates a spec
+with the very rules, defaults and bounds the library runs with.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from compression.spec import Columns, MethodSpec
+
+from .store import Dataset, Event, Job, Model
+
+MAX_METADATA_KEYS = 16
+ID_PATTERN = r"^[a-z]+_[0-9a-f]{24}$"
+
+
+class ModelRef(BaseModel):
+    """Which model to compress; the fields needed depend on ``source``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: Literal["upload", "path", "hub"] = "upload"
+    id: str | None = Field(default=None, max_length=200, description="upload: mdl_…; hub: repo id")
+    path: str | None = Field(
+        default=None, max_length=1024, description="path: relative to the server's models root"
+    )
+    revision: str | None = Field(default=None, max_length=200, description="hub only")
+
+
+class DatasetRef(Columns):
+    """Dataset ids per split, and the columns to read from each."""
+
+    train: str = Field(max_length=64)
+    validation: str | None = Field(default=None, max_length=64)
+    test: str | None = Field(default=None, max_length=64)
+
+
+class JobCreate(MethodSpec):
+    """``POST /v1/jobs``: model and dataset references, the method spec, and free metadata."""
+
+    model: ModelRef
+    dataset: DatasetRef
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("strategies")
+    @classmethod
+    def _fusion_sources(cls, value: Any, info: ValidationInfo) -> Any:
+        # MethodSpec checks this on the whole model, which gives the error no field; checking it
+        # here too lets the 422 name ``strategies``.
+        if "strategy" in info.data:
+            try:
+                MethodSpec(strategy=info.data["strategy"], strategies=value)
+            except ValueError as exc:
+                errors = getattr(exc, "errors", None)
+                message = errors()[0]["msg"] if callable(errors) else str(exc)
+                raise ValueError(message.removeprefix("Value error, ")) from None
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _bounded_metadata(cls, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > MAX_METADATA_KEYS:
+            raise ValueError(f"at most {MAX_METADATA_KEYS} metadata keys")
+        for key, item in value.items():
+            if not 1 <= len(key) <= 64 or len(item) > 512:
+                raise ValueError("metadata keys are 1-64 characters, values at most 512")
+        return value
+
+    def method(self) -> MethodSpec:
+        return MethodSpec.model_validate(
+            self.model_dump(include={"strategy", "strategies", "target", "distillation", "options"})
+        )
+
+
+# --- Responses ------------------------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    object: Literal["list"] = "list"
+    data: list[T]
+    first_id: str | None
+    last_id: str | None
+    has_more: bool
+
+
+def page(items: list[T], has_more: bool, ids: list[str]) -> dict[str, Any]:
+    return {
+        "object": "list",
+        "data": items,
+        "first_id": ids[0] if ids else None,
+        "last_id": ids[-1] if ids else None,
+        "has_more": has_more,
+    }
+
+
+class ModelObject(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    architecture: str
+    model_type: str
+    num_layers: int
+    num_labels: int | None
+    parameters: int
+    bytes: int
+    files: list[str]
+    created_at: int
+
+
+class DatasetObject(BaseModel):
+    id: str
+    object: Literal["dataset"] = "dataset"
+    filename: str
+    format: str
+    rows: int
+    columns: list[str]
+    bytes: int
+    created_at: int
+
+
+class ProgressObject(BaseModel):
+    fraction: float
+    stage_fraction: float | None
+    eta_seconds: float | None
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+    stage: str | None = None
+
+
+class JobUrls(BaseModel):
+    events: str
+    stream: str
+    report: str
+    artifacts: str
+
+
+class JobObject(BaseModel):
+    id: str
+    object: Literal["compression.job"] = "compression.job"
+    status: str
+    stage: str | None
+    progress: ProgressObject | None
+    attempts: int
+    created_at: int
+    started_at: int | None
+    finished_at: int | None
+    spec: dict[str, Any]
+    error: JobError | None
+    result: dict[str, Any] | None
+    metadata: dict[str, Any]
+    urls: JobUrls
+
+
+class EventObject(BaseModel):
+    id: str
+    object: Literal["compression.job.event"] = "compression.job.event"
+    job_id: str
+    created_at: int
+    level: str
+    type: str
+    stage: str | None
+    message: str
+    data: dict[str, Any] | None
+
+
+class ArtifactObject(BaseModel):
+    name: str
+    bytes: int
+    sha256: str
+    content_type: str
+
+
+class ArtifactList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ArtifactObject]
+
+
+def _int(value: float | None) -> int | None:
+    return int(value) if value is not None else None
+
+
+def model_object(row: Model) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "object": "model",
+        "architecture": row.architecture,
+        "model_type": row.model_type,
+        "num_layers": row.num_layers,
+        "num_labels": row.num_labels,
+        "parameters": row.parameters,
+        "bytes": row.bytes,
+        "files": list(row.files),
+        "created_at": int(row.created_at),
+    }
+
+
+def dataset_object(row: Dataset) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "object": "dataset",
+        "filename": row.filename,
+        "format": row.format,
+        "rows": row.rows,
+        "columns": list(row.columns),
+        "bytes": row.bytes,
+        "created_at": int(row.created_at),
+    }
+
+
+def job_object(job: Job) -> dict[str, Any]:
+    base = f"/v1/jobs/{job.id}"
+    progress = None
+    if job.fraction is not None:
+        progress = {
+            "fraction": round(job.fraction, 4),
+            "stage_fraction": None if job.stage_fraction is None else round(job.stage_fraction, 4),
+            "eta_seconds": None if job.eta_seconds is None else round(job.eta_seconds),
+        }
+    return {
+        "id": job.id,
+        "object": "compression.job",
+        "status": job.status,
+        "stage": job.stage,
+        "progress": progress,
+        "attempts": job.attempts,
+        "created_at": int(job.created_at),
+        "started_at": _int(job.started_at),
+        "finished_at": _int(job.finished_at),
+        "spec": job.spec,
+        "error": job.error,
+        "result": job.result,
+        "metadata": job.job_metadata,
+        "urls": {
+            "events": f"{base}/events",
+            "stream": f"{base}/events/stream",
+            "report": f"{base}/report",
+            "artifacts": f"{base}/artifacts",
+        },
+    }
+
+
+def event_id(seq: int) -> str:
+    return f"evt_{seq}"
+
+
+def parse_event_id(value: str | None) -> int | None:
+    """``evt_<n>`` (or a bare ``n``, as some SSE clients send) to ``n``; None if unreadable."""
+    if not value:
+        return None
+    digits = value.removeprefix("evt_")
+    return int(digits) if digits.isdigit() else None
+
+
+def event_object(event: Event) -> dict[str, Any]:
+    return {
+        "id": event_id(event.seq),
+        "object": "compression.job.event",
+        "job_id": event.job_id,
+        "created_at": int(event.created_at),
+        "level": event.level,
+        "type": event.type,
+        "stage": event.stage,
+        "message": event.message,
+        "data": event.data,
+    }

@@ -1,0 +1,164 @@
+"""The service's and the worker's configuration, read from the environment.
+
+One :class:`Settings` for the API, the worker and the CLI. Environment names follow api.md and
+the issue: ``LAYERFUSE_*`` for our own settings, plus the conventional ``DATABASE_URL`` and
+``REDIS_URL``. API keys are hashed as they are read and never kept in the clear.
+
+Importable without fastapi, celery or torch: the worker and the store use it too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal, NamedTuple
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+GiB = 1024**3
+MiB = 1024**2
+
+TENANT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# Keys that look like they were copied from an example: refused outside development.
+PLACEHOLDER_WORDS = ("changeme", "change-me", "changethis", "placeholder", "example", "secret")
+MIN_KEY_LENGTH = 16
+DEFAULT_TENANT = "default"
+
+
+class ConfigError(Exception):
+    """The configuration is unsafe or incomplete; the process must not start."""
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+class KeyOwner(NamedTuple):
+    tenant: str
+    weak: bool  # a placeholder or short key: refused outside development
+
+
+def _parse_api_keys(value: Any) -> dict[str, KeyOwner]:
+    """``"tenant:key,tenant:key"`` (or ``tenant:sha256:<hex>``) to ``{sha256(key): owner}``."""
+    if isinstance(value, dict):
+        return dict(value)
+    hashes: dict[str, KeyOwner] = {}
+    for entry in str(value or "").split(","):
+        entry = entry.strip()
+        if not entry:
+            continue
+        tenant, sep, key = entry.partition(":")
+        tenant, key = tenant.strip(), key.strip()
+        if not sep or not key:
+            raise ValueError("LAYERFUSE_API_KEYS entries are 'tenant:key', separated by commas")
+        if not TENANT_PATTERN.match(tenant):
+            raise ValueError(
+                f"tenant {tenant!r} in LAYERFUSE_API_KEYS: use letters, digits, '_', '.', '-'"
+            )
+        if key.startswith("sha256:") and re.fullmatch(r"[0-9a-f]{64}", key[7:]):
+            hashes[key[7:]] = KeyOwner(tenant, weak=False)
+        else:
+            hashes[hash_key(key)] = KeyOwner(tenant, weak=_looks_like_placeholder(key))
+    return hashes
+
+
+def _looks_like_placeholder(key: str) -> bool:
+    lowered = key.lower()
+    return len(key) < MIN_KEY_LENGTH or any(word in lowered for word in PLACEHOLDER_WORDS)
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. Defaults are the embedded quickstart's, except security."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LAYERFUSE_", extra="ignore", populate_by_name=True
+    )
+
+    env: Literal["development", "test", "production"] = "production"
+    data_dir: Path = Path(".layerfuse")
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "database_url")
+    )
+    redis_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("REDIS_URL", "redis_url")
+    )
+
+    # Authentication: sha256(key) -> owner. Read from "tenant:key,tenant:key".
+    api_keys: Annotated[dict[str, KeyOwner], NoDecode] = Field(default_factory=dict, repr=False)
+    auth_disabled: bool = False
+
+    # Uploads and inputs.
+    max_model_upload_bytes: int = Field(default=2 * GiB, ge=1)
+    max_dataset_upload_bytes: int = Field(default=512 * MiB, ge=1)
+    max_dataset_rows: int = Field(default=2_000_000, ge=1)
+    models_root: Path | None = None
+    allow_hub: bool = False
+
+    # Jobs and the queue.
+    queue_name: str = "layerfuse"
+    job_time_limit_s: int = Field(default=6 * 3600, ge=60)
+    max_attempts: int = Field(default=3, ge=1, le=20)
+    heartbeat_interval_s: float = Field(default=10.0, gt=0)
+    heartbeat_timeout_s: float = Field(default=120.0, gt=0)
+    queued_timeout_s: float = Field(default=300.0, gt=0)
+    reconcile_interval_s: float = Field(default=30.0, ge=0)
+    worker_seen_timeout_s: float = Field(default=60.0, gt=0)
+    idempotency_ttl_s: int = Field(default=24 * 3600, ge=1)
+    broker_polling_interval_s: float = Field(default=0.2, gt=0)
+    enqueue_timeout_s: float = Field(default=3.0, gt=0)
+
+    # The worker's hardware.
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    torch_threads: int | None = Field(default=None, ge=1)
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _hash_keys(cls, value: Any) -> dict[str, KeyOwner]:
+        return _parse_api_keys(value)
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'layerfuse.db').resolve()}"
+
+    @property
+    def broker_folder(self) -> Path:
+        return self.data_dir / "broker"
+
+    def tenant_for_key(self, key: str) -> str | None:
+        """The tenant owning ``key``, comparing hashes in constant time over all keys."""
+        digest = hash_key(key)
+        found: str | None = None
+        for stored, owner in self.api_keys.items():
+            if hmac.compare_digest(stored, digest):
+                found = owner.tenant
+        return found
+
+    def check_api_secrets(self) -> None:
+        """Refuse unsafe authentication outside development.
+
+        Raises:
+            ConfigError: no keys, a placeholder key, or auth turned off in production.
+        """
+        if self.env == "development":
+            return
+        if self.auth_disabled:
+            raise ConfigError("LAYERFUSE_AUTH_DISABLED is for development only (LAYERFUSE_ENV)")
+        if not self.api_keys:
+            raise ConfigError("no API keys: set LAYERFUSE_API_KEYS='tenant:key,...'")
+        weak = sorted({owner.tenant for owner in self.api_keys.values() if owner.weak})
+        if weak:
+            raise ConfigError(
+                f"LAYERFUSE_API_KEYS has placeholder or short keys (tenants {weak}): use random "
+                f"keys of at least {MIN_KEY_LENGTH} characters"
+            )
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,423 @@
+"""Receiving uploads: streamed to disk under size limits, names from an allowlist.
+
+The multipart body is parsed as it arrives (no spooling elsewhere first): every file part is
+checked by name before a byte of it is written, written to a temporary folder, and counted; past
+the limit the upload stops with 413 and the folder is removed. Callers validate the files and
+then rename the folder into place, so a half-written upload is never visible. No archive is
+ever extracted.
+
+Model files are inspected without torch: ``config.json`` for the architecture and the layer
+count, the safetensors headers for the parameter count.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import anyio
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import ClientDisconnect, Request
+
+from .errors import PayloadTooLarge, Unprocessable
+
+MODEL_FILES = frozenset(
+    {
+        "config.json",
+        "model.safetensors",
+        "model.safetensors.index.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "vocab.txt",
+        "special_tokens_map.json",
+        "merges.txt",
+        "vocab.json",
+        "sentencepiece.bpe.model",
+        "spm.model",
+    }
+)
+SHARD_PATTERN = re.compile(r"^model-\d{5}-of-\d{5}\.safetensors$")
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "vocab.txt",
+    "vocab.json",
+    "sentencepiece.bpe.model",
+    "spm.model",
+)
+DATASET_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
+# The model types the library has an adapter for (compression.architectures.ADAPTERS, which
+# imports torch; a test keeps the two in step).
+SUPPORTED_MODEL_TYPES = ("bert", "distilbert", "electra", "roberta", "xlm-roberta")
+MAX_FILES = 64
+MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
+_DTYPE_BYTES = {
+    "F64": 8,
+    "F32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U8": 1,
+    "BOOL": 1,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "U16": 2,
+    "U32": 4,
+    "U64": 8,
+}
+
+
+@dataclass
+class Received:
+    """Files written into ``folder`` (by their validated names) and their total size."""
+
+    folder: Path
+    files: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def bytes(self) -> int:
+        return sum(self.files.values())
+
+
+def check_model_filename(name: str) -> None:
+    """Accept only the file names of a Hugging Face model directory (api.md).
+
+    Raises:
+        Unprocessable: ``upload_file_not_allowed`` naming the file and why.
+    """
+    _check_plain_name(name)
+    lowered = name.lower()
+    if lowered.endswith(PICKLE_SUFFIXES):
+        raise Unprocessable(
+            f"{name!r} is a pickle-based weight file; upload safetensors (model.safetensors) "
+            "instead: pickle files can run code when loaded",
+            code="upload_file_not_allowed",
+            param="files",
+        )
+    if name not in MODEL_FILES and not SHARD_PATTERN.match(name):
+        raise Unprocessable(
+            f"{name!r} is not a file of a Hugging Face model directory; allowed: "
+            f"{', '.join(sorted(MODEL_FILES))} and model-0000x-of-0000y.safetensors shards",
+            code="upload_file_not_allowed",
+            param="files",
+        )
+
+
+def check_dataset_filename(name: str) -> None:
+    _check_plain_name(name)
+    if not name.lower().endswith(DATASET_SUFFIXES):
+        raise Unprocessable(
+            f"{name!r}: upload JSON lines (.jsonl), CSV (.csv), TSV (.tsv) or Parquet (.parquet)",
+            code="dataset_format_unsupported",
+            param="file",
+        )
+
+
+def _check_plain_name(name: str) -> None:
+    if (
+        not name
+        or len(name) > 255
+        or "/" in name
+        or "\\" in name
+        or "\x00" in name
+        or name in (".", "..")
+        or name.startswith(".")
+    ):
+        raise Unprocessable(
+            f"file name {name[:100]!r} is not allowed: send plain file names, without folders",
+            code="upload_file_not_allowed",
+            param="files",
+        )
+
+
+async def receive_files(
+    request: Request,
+    folder: Path,
+    *,
+    limit: int,
+    check_name: Any,
+    max_files: int = MAX_FILES,
+) -> Received:
+    """Stream the multipart body's file parts into ``folder`` (created here).
+
+    On any error the folder is removed before the error propagates.
+
+    Raises:
+        PayloadTooLarge: the body exceeds ``limit`` bytes (announced or counted).
+        Unprocessable: not multipart, a refused or repeated file name, no file at all.
+    """
+    content_type = request.headers.get("content-type", "")
+    kind, options = parse_options_header(content_type)
+    if kind != b"multipart/form-data" or b"boundary" not in options:
+        raise Unprocessable(
+            "send the files as multipart/form-data", code="invalid_upload", param="files"
+        )
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(_too_large(limit))
+    folder.mkdir(parents=True, exist_ok=False)
+    receiver = _PartWriter(folder, limit=limit, check_name=check_name, max_files=max_files)
+    try:
+        parser = MultipartParser(options[b"boundary"], receiver.callbacks())
+        async for chunk in request.stream():
+            receiver.seen += len(chunk)
+            if receiver.seen > limit:
+                raise PayloadTooLarge(_too_large(limit))
+            parser.write(chunk)
+            await receiver.flush()
+        parser.finalize()
+        await receiver.flush()
+        if receiver.error is not None:
+            raise receiver.error
+        if not receiver.received.files:
+            raise Unprocessable("the upload holds no file", code="invalid_upload", param="files")
+        return receiver.received
+    except ClientDisconnect:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    except Exception as exc:
+        receiver.close()
+        shutil.rmtree(folder, ignore_errors=True)
+        if isinstance(exc, PayloadTooLarge | Unprocessable):
+            raise
+        raise Unprocessable(
+            "the multipart body is malformed", code="invalid_upload", param="files"
+        ) from exc
+
+
+def _too_large(limit: int) -> str:
+    return f"the upload exceeds this server's limit of {limit} bytes ({limit / 2**20:.0f} MiB)"
+
+
+class _PartWriter:
+    """python-multipart callbacks that write file parts; writes happen off the event loop."""
+
+    def __init__(self, folder: Path, *, limit: int, check_name: Any, max_files: int):
+        self.received = Received(folder)
+        self.limit = limit
+        self.check_name = check_name
+        self.max_files = max_files
+        self.seen = 0
+        self.error: Exception | None = None
+        self._header_name = b""
+        self._header_value = b""
+        self._disposition = b""
+        self._current: BinaryIO | None = None
+        self._current_name: str | None = None
+        self._pending: list[tuple[BinaryIO, bytes]] = []
+
+    def callbacks(self) -> Any:
+        return {
+            "on_part_begin": self._on_part_begin,
+            "on_header_field": self._on_header_field,
+            "on_header_value": self._on_header_value,
+            "on_header_end": self._on_header_end,
+            "on_headers_finished": self._on_headers_finished,
+            "on_part_data": self._on_part_data,
+            "on_part_end": self._on_part_end,
+        }
+
+    def _on_part_begin(self) -> None:
+        self._disposition = b""
+        self._current = None
+        self._current_name = None
+
+    def _on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._header_name += data[start:end]
+
+    def _on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._header_value += data[start:end]
+
+    def _on_header_end(self) -> None:
+        if self._header_name.lower() == b"content-disposition":
+            self._disposition = self._header_value
+        self._header_name = self._header_value = b""
+
+    def _on_headers_finished(self) -> None:
+        _, options = parse_options_header(self._disposition)
+        if b"filename" not in options:
+            return  # a plain form field: ignored
+        name = options[b"filename"].decode("utf-8", errors="replace")
+        self.check_name(name)
+        if name in self.received.files:
+            raise Unprocessable(
+                f"{name!r} appears twice in the upload", code="invalid_upload", param="files"
+            )
+        if len(self.received.files) >= self.max_files:
+            raise Unprocessable(
+                f"at most {self.max_files} files per upload", code="invalid_upload", param="files"
+            )
+        self._current_name = name
+        self.received.files[name] = 0
+        self._current = (self.received.folder / name).open("xb")
+
+    def _on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._current is not None and self._current_name is not None:
+            self.received.files[self._current_name] += end - start
+            self._pending.append((self._current, bytes(data[start:end])))
+
+    def _on_part_end(self) -> None:
+        if self._current is not None:
+            self._pending.append((self._current, b""))
+            self._current = None
+
+    async def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        if pending:
+            await anyio.to_thread.run_sync(_write_all, pending)
+
+    def close(self) -> None:
+        if self._current is not None:
+            self._current.close()
+        for handle, _ in self._pending:
+            handle.close()
+
+
+def _write_all(pending: list[tuple[BinaryIO, bytes]]) -> None:
+    for handle, data in pending:
+        if data:
+            handle.write(data)
+        else:
+            handle.close()
+
+
+# --- Inspecting what arrived ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    architecture: str
+    model_type: str
+    num_layers: int
+    num_labels: int | None
+    parameters: int
+
+
+def inspect_model(folder: Path, files: dict[str, int]) -> ModelInfo:
+    """Validate a model upload and describe it, reading only JSON and safetensors headers.
+
+    Raises:
+        Unprocessable: a missing or malformed config, unsupported architecture, missing or
+            malformed weights, or no tokenizer.
+    """
+    if "config.json" not in files:
+        raise _model_error("the upload has no config.json", "model_config_missing")
+    config = _read_json(folder / "config.json", "config.json")
+    model_type = config.get("model_type")
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise _model_error(
+            f"architecture {model_type!r} is not supported; supported model_type values: "
+            f"{', '.join(SUPPORTED_MODEL_TYPES)} (MiniLM checkpoints are 'bert')",
+            "model_architecture_unsupported",
+        )
+    num_layers = config.get("num_hidden_layers", config.get("n_layers"))
+    if not isinstance(num_layers, int) or num_layers < 1:
+        raise _model_error("config.json has no positive num_hidden_layers", "model_config_invalid")
+    architectures = config.get("architectures") or []
+    architecture = str(architectures[0]) if architectures else str(model_type)
+    num_labels: int | None = None
+    if any(str(a).endswith("ForSequenceClassification") for a in architectures):
+        labels = config.get("id2label")
+        num_labels = len(labels) if isinstance(labels, dict) else config.get("num_labels")
+    if not any(name in files for name in TOKENIZER_FILES):
+        raise _model_error(
+            f"the upload has no tokenizer; include one of {', '.join(TOKENIZER_FILES)}",
+            "model_tokenizer_missing",
+        )
+    return ModelInfo(
+        architecture=architecture,
+        model_type=str(model_type),
+        num_layers=num_layers,
+        num_labels=num_labels,
+        parameters=_count_parameters(folder, files),
+    )
+
+
+def _count_parameters(folder: Path, files: dict[str, int]) -> int:
+    shards = sorted(name for name in files if SHARD_PATTERN.match(name))
+    if "model.safetensors" in files:
+        weight_files = ["model.safetensors"]
+    elif shards:
+        if "model.safetensors.index.json" not in files:
+            raise _model_error(
+                "sharded weights need model.safetensors.index.json", "model_weights_missing"
+            )
+        index = _read_json(folder / "model.safetensors.index.json", "model.safetensors.index.json")
+        weight_map = index.get("weight_map")
+        needed = set(weight_map.values()) if isinstance(weight_map, dict) else set()
+        missing = sorted(needed - set(shards))
+        if not needed or missing:
+            raise _model_error(
+                f"the weight index names shards that were not uploaded: {missing or 'none'}",
+                "model_weights_missing",
+            )
+        weight_files = shards
+    else:
+        raise _model_error(
+            "the upload has no weights; include model.safetensors (pickle formats are refused)",
+            "model_weights_missing",
+        )
+    return sum(_safetensors_parameters(folder / name) for name in weight_files)
+
+
+def _safetensors_parameters(path: Path) -> int:
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        head = f.read(8)
+        if len(head) != 8:
+            raise _model_error(f"{path.name} is not a safetensors file", "model_weights_invalid")
+        (length,) = struct.unpack("<Q", head)
+        if length > min(MAX_SAFETENSORS_HEADER, size - 8):
+            raise _model_error(f"{path.name} is not a safetensors file", "model_weights_invalid")
+        try:
+            header = json.loads(f.read(length))
+        except ValueError as exc:
+            raise _model_error(
+                f"{path.name} is not a safetensors file", "model_weights_invalid"
+            ) from exc
+    if not isinstance(header, dict):
+        raise _model_error(f"{path.name} is not a safetensors file", "model_weights_invalid")
+    total = 0
+    data_size = size - 8 - length
+    for name, tensor in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            count = math.prod(int(d) for d in tensor["shape"])
+            begin, end = (int(x) for x in tensor["data_offsets"])
+            width = _DTYPE_BYTES[tensor["dtype"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise _model_error(
+                f"{path.name}: tensor {name[:80]!r} has a malformed header entry",
+                "model_weights_invalid",
+            ) from exc
+        if not 0 <= begin <= end <= data_size or end - begin != count * width:
+            raise _model_error(
+                f"{path.name} is truncated or corrupt (tensor {name[:80]!r})",
+                "model_weights_invalid",
+            )
+        total += count
+    return total
+
+
+def _read_json(path: Path, label: str) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise _model_error(f"{label} is not valid JSON", "model_config_invalid") from exc
+    if not isinstance(value, dict):
+        raise _model_error(f"{label} must hold a JSON object", "model_config_invalid")
+    return value
+
+
+def _model_error(detail: str, code: str) -> Unprocessable:
+    return Unprocessable(detail, code=code, param="files")

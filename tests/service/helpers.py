@@ -1,0 +1,74 @@
+"""Small helpers shared by the service tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from service.uploads import MODEL_FILES, SHARD_PATTERN
+
+
+def model_files(folder: Path) -> list[Path]:
+    """The files of ``folder`` that a model upload accepts."""
+    return [
+        p
+        for p in sorted(folder.iterdir())
+        if p.is_file() and (p.name in MODEL_FILES or SHARD_PATTERN.match(p.name))
+    ]
+
+
+def upload_model(client: Any, folder: Path) -> httpx.Response:
+    files = [("files", (p.name, p.read_bytes())) for p in model_files(folder)]
+    return client.post("/v1/models", files=files)
+
+
+def upload_dataset(client: Any, path: Path, name: str | None = None) -> httpx.Response:
+    return client.post("/v1/datasets", files={"file": (name or path.name, path.read_bytes())})
+
+
+def job_body(model_id: str, train_id: str, **overrides: Any) -> dict[str, Any]:
+    """A small, valid job body: one cheap strategy, one layer removed, short sequences."""
+    body: dict[str, Any] = {
+        "model": {"source": "upload", "id": model_id},
+        "dataset": {"train": train_id},
+        "strategy": "drop-top",
+        "strategies": ["drop-top", "weight-magnitude"],
+        "target": {"layers_to_remove": 1},
+        "distillation": {"enabled": True, "epochs": 1},
+        "options": {"n_calib": 32, "max_length": 32, "random_seeds": 1},
+        "metadata": {"team": "search"},
+    }
+    body.update(overrides)
+    return body
+
+
+def parse_sse(text: str) -> list[dict[str, Any]]:
+    """The ``data:`` payloads of a Server-Sent Events body, with their ``id:``."""
+    events = []
+    for block in text.split("\n\n"):
+        fields: dict[str, str] = {}
+        for line in block.splitlines():
+            if line.startswith(":"):
+                continue
+            key, _, value = line.partition(": ")
+            fields[key] = value
+        if "data" in fields:
+            event = json.loads(fields["data"])
+            assert fields.get("id") == event["id"]
+            events.append(event)
+    return events
+
+
+def assert_problem(response: httpx.Response, status: int, code: str, param: str | None = None):
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["status"] == status
+    assert body["code"] == code, body
+    assert body["request_id"].startswith("req_")
+    if param is not None:
+        assert body["param"] == param, body
+    return body
