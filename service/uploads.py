@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import shutil
 import struct
 from dataclasses import dataclass, field
@@ -25,33 +24,15 @@ import anyio
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
+from .allowlist import (
+    DATASET_SUFFIXES,
+    MODEL_FILES,
+    PICKLE_SUFFIXES,
+    SHARD_PATTERN,
+    TOKENIZER_FILES,
+)
 from .errors import PayloadTooLarge, Unprocessable
 
-MODEL_FILES = frozenset(
-    {
-        "config.json",
-        "model.safetensors",
-        "model.safetensors.index.json",
-        "tokenizer.json",
-        "tokenizer_config.json",
-        "vocab.txt",
-        "special_tokens_map.json",
-        "merges.txt",
-        "vocab.json",
-        "sentencepiece.bpe.model",
-        "spm.model",
-    }
-)
-SHARD_PATTERN = re.compile(r"^model-\d{5}-of-\d{5}\.safetensors$")
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz")
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "vocab.txt",
-    "vocab.json",
-    "sentencepiece.bpe.model",
-    "spm.model",
-)
-DATASET_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
 # The model types the library has an adapter for (compression.architectures.ADAPTERS, which
 # imports torch; a test keeps the two in step).
 SUPPORTED_MODEL_TYPES = ("bert", "distilbert", "electra", "roberta", "xlm-roberta")

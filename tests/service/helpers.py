@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from service.uploads import MODEL_FILES, SHARD_PATTERN
+from service.allowlist import MODEL_FILES, SHARD_PATTERN
 
 
 def model_files(folder: Path) -> list[Path]:

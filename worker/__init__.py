@@ -1,0 +1,1 @@
+"""Thin Celery glue around the compression library (architecture.md, Packages)."""

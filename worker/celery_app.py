@@ -1,0 +1,92 @@
+"""The Celery application of ``layerfuse worker`` (``celery -A worker.celery_app worker``).
+
+Configuration comes from :func:`service.broker.celery_config`: the same broker and reliability
+rules as the API's producer. A thread in the worker's main process records it in the store every
+``heartbeat_interval_s``, which ``/readyz`` reads as "a worker seen recently".
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from functools import lru_cache
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
+
+from service.broker import celery_config
+from service.settings import Settings, get_settings
+from service.store import Database
+from service.store import workers as worker_store
+
+
+def settings() -> Settings:
+    return get_settings()
+
+
+@lru_cache
+def _database(pid: int) -> Database:
+    return Database(settings().resolved_database_url)
+
+
+def database() -> Database:
+    """This process's store connection (a forked pool child opens its own)."""
+    return _database(os.getpid())
+
+
+def create_celery(config: Settings | None = None) -> Celery:
+    celery = Celery("layerfuse", include=["worker.tasks"])
+    celery.conf.update(celery_config(config or settings()))
+    return celery
+
+
+app = create_celery()
+
+
+class _WorkerHeartbeat:
+    def __init__(self) -> None:
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self.started_at = time.time()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="worker-heartbeat", daemon=True)
+
+    def _run(self) -> None:
+        interval = settings().heartbeat_interval_s
+        while True:
+            try:
+                with database().session() as session:
+                    worker_store.touch(
+                        session,
+                        name=self.name,
+                        hostname=socket.gethostname(),
+                        started_at=self.started_at,
+                    )
+            except Exception:
+                pass  # the store is down: /readyz will say so
+            if self.stop.wait(interval):
+                return
+
+
+_heartbeat: _WorkerHeartbeat | None = None
+
+
+@worker_ready.connect
+def _start_heartbeat(**_: Any) -> None:
+    global _heartbeat
+    _heartbeat = _WorkerHeartbeat()
+    _heartbeat.thread.start()
+
+
+@worker_shutdown.connect
+def _stop_heartbeat(**_: Any) -> None:
+    if _heartbeat is not None:
+        _heartbeat.stop.set()
+
+
+@worker_process_init.connect
+def _fresh_connections(**_: Any) -> None:
+    # A forked pool child must not reuse the parent's database connections.
+    _database.cache_clear()

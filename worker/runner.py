@@ -1,0 +1,168 @@
+"""Running one claimed job: the library's spec from the job row, the run, the outcome.
+
+An attempt writes into ``<job>/.attempt-<n>/`` and renames it to ``<job>/output/`` only when the
+run succeeded and the attempt still owns the job; the stage checkpoints in ``<job>/checkpoint/``
+outlive a failed attempt, so a redelivered job resumes instead of starting over.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from compression.errors import CompressionCancelled, InvalidInputError
+from compression.spec import CompressionSpec
+from service.allowlist import MODEL_FILES
+from service.artifacts import describe_outputs
+from service.settings import Settings
+from service.storage import OutsideRoot, Storage, inside, publish, remove_tree
+from service.store import CANCELLED, FAILED, SUCCEEDED, Database, Dataset, Job
+from service.store import jobs as job_store
+from service.store import uploads as upload_store
+from service.store.jobs import Claim
+
+from .reporter import Heartbeat, StoreCancelToken, StoreReporter
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "validation", "test")
+COLUMNS = ("text_column", "text_pair_column", "label_column")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str
+    error: dict[str, Any] | None = None
+    result: dict[str, Any] | None = None
+    artifacts: list[dict[str, Any]] | None = None
+
+
+def build_spec(job: Job, settings: Settings, storage: Storage, db: Database) -> CompressionSpec:
+    """The library's spec for ``job``: its method fields plus the files they refer to.
+
+    Raises:
+        InvalidInputError: a referenced model or dataset is gone or unusable.
+    """
+    fields = dict(job.spec)
+    model, dataset = fields.pop("model"), fields.pop("dataset")
+    if settings.device != "auto":
+        fields["options"] = {**fields.get("options", {}), "device": settings.device}
+    splits: dict[str, Path] = {}
+    with db.session() as session:
+        for split in SPLITS:
+            if dataset.get(split):
+                row = upload_store.get(session, Dataset, job.tenant, dataset[split])
+                if row is None:
+                    raise InvalidInputError(
+                        f"dataset {dataset[split]} was deleted",
+                        code="dataset_not_found",
+                        param=f"dataset.{split}",
+                    )
+                splits[split] = storage.dataset_dir(job.tenant, row.id) / row.stored_name
+    return CompressionSpec.model_validate(
+        {
+            **fields,
+            **splits,
+            "model_dir": _model_dir(model, job, settings, storage),
+            "columns": {k: dataset[k] for k in COLUMNS if k in dataset},
+        }
+    )
+
+
+def _model_dir(model: dict[str, Any], job: Job, settings: Settings, storage: Storage) -> Path:
+    if model["source"] == "upload":
+        return storage.model_dir(job.tenant, model["id"])
+    if model["source"] == "path" and settings.models_root is not None:
+        try:
+            return inside(settings.models_root, model["path"])
+        except OutsideRoot:
+            pass
+    if model["source"] == "hub" and settings.allow_hub:
+        from huggingface_hub import snapshot_download
+
+        return Path(
+            snapshot_download(
+                model["id"],
+                revision=model.get("revision"),
+                cache_dir=settings.data_dir / "hub",
+                allow_patterns=[*MODEL_FILES, "model-*-of-*.safetensors"],
+            )
+        )
+    raise InvalidInputError(
+        "the job's model is not available on this server", code="model_not_found", param="model"
+    )
+
+
+def run_claimed(db: Database, settings: Settings, claim: Claim) -> Outcome:
+    """Run the library for ``claim``; every way the run can end becomes an :class:`Outcome`."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    with db.session() as session:
+        job = session.get(Job, claim.job_id)
+        assert job is not None
+    storage = Storage(settings)
+    job_dir = storage.job_dir(job.tenant, job.id)
+    attempt_dir = job_dir / f".attempt-{claim.attempt}"
+    remove_tree(attempt_dir)
+    reporter = StoreReporter(db, claim)
+    cancel = StoreCancelToken(db, claim)
+    try:
+        spec = build_spec(job, settings, storage, db)
+        _set_torch_threads(settings)
+        from compression import compress
+
+        with Heartbeat(db, claim, settings.heartbeat_interval_s):
+            result = compress(
+                spec,
+                attempt_dir,
+                reporter=reporter,
+                cancel=cancel,
+                checkpoint_dir=job_dir / "checkpoint",
+            )
+            if cancel.cancelled():
+                raise CompressionCancelled()
+            output = storage.output_dir(job.tenant, job.id)
+            publish(attempt_dir, output)
+        return Outcome(SUCCEEDED, result=result.summary, artifacts=describe_outputs(output))
+    except CompressionCancelled:
+        return Outcome(CANCELLED)
+    except InvalidInputError as exc:
+        return Outcome(FAILED, error=_error(exc.code, exc.message, reporter))
+    except SoftTimeLimitExceeded:
+        message = f"the job ran past this server's time limit of {settings.job_time_limit_s} s"
+        return Outcome(FAILED, error=_error("job_time_limit_exceeded", message, reporter))
+    except Exception:
+        log.exception("job %s (attempt %s) failed unexpectedly", claim.job_id, claim.attempt)
+        message = "an internal error stopped the job; it has been logged for the operators"
+        return Outcome(FAILED, error=_error("internal_error", message, reporter))
+    finally:
+        remove_tree(attempt_dir)
+        if not cancel.lost:
+            # The job ends with this attempt: its checkpoints are no longer needed.
+            remove_tree(job_dir / "checkpoint")
+
+
+def _error(code: str, message: str, reporter: StoreReporter) -> dict[str, Any]:
+    return {"code": code, "message": message, "stage": reporter.current_stage}
+
+
+def _set_torch_threads(settings: Settings) -> None:
+    import torch
+
+    torch.set_num_threads(settings.torch_threads or os.cpu_count() or 1)
+
+
+def record(db: Database, claim: Claim, outcome: Outcome) -> bool:
+    """Write the outcome if this attempt still owns the job; False when it lost it."""
+    with db.session() as session:
+        return job_store.finish_job(
+            session,
+            claim,
+            outcome.status,
+            error=outcome.error,
+            result=outcome.result,
+            artifacts=outcome.artifacts,
+        )

@@ -1,0 +1,44 @@
+"""The one task: run a job by id. Orchestration only; the work is in :mod:`worker.runner`.
+
+Idempotent: the job is claimed with an atomic transition in the store (attempt counter and claim
+token), so a redelivered or duplicated message for a job that is running or finished does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+
+from service.broker import RUN_JOB_TASK
+from service.store import jobs as job_store
+from service.store import now
+
+from .celery_app import app, database, settings
+from .runner import record, run_claimed
+
+log = logging.getLogger(__name__)
+
+
+@app.task(name=RUN_JOB_TASK, ignore_result=True)
+def run_job(job_id: str) -> None:
+    config, db = settings(), database()
+    with db.session() as session:
+        claim = job_store.claim_job(
+            session,
+            job_id,
+            worker=f"{socket.gethostname()}:{os.getpid()}",
+            stale_before=now() - config.heartbeat_timeout_s,
+            max_attempts=config.max_attempts,
+        )
+    if claim is None:
+        log.info("job %s is not claimable (running elsewhere, finished or cancelled)", job_id)
+        return
+    log.info("job %s: attempt %s started", job_id, claim.attempt)
+    outcome = run_claimed(db, config, claim)
+    if record(db, claim, outcome):
+        log.info("job %s: %s", job_id, outcome.status)
+    else:
+        log.warning(
+            "job %s: attempt %s lost the job; its outcome is discarded", job_id, claim.attempt
+        )
