@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -15,6 +16,20 @@ from .batching import Batch, Encoded
 from .device import Runtime
 
 Metrics = dict[str, float]
+
+
+@contextlib.contextmanager
+def fast_attention(model: nn.Module) -> Iterator[None]:
+    """Inference through sdpa attention. Models load with eager attention because the signals
+    read its probabilities and its backward is faster on CPUs; sdpa's forward is ~1.7x faster."""
+    previous = model.config._attn_implementation  # type: ignore[union-attr]
+    if previous != "sdpa":
+        model.set_attn_implementation("sdpa")  # type: ignore[operator]
+    try:
+        yield
+    finally:
+        if previous != "sdpa":
+            model.set_attn_implementation(previous)  # type: ignore[operator]
 
 
 @torch.no_grad()
@@ -29,13 +44,14 @@ def predict(
     was_training = model.training
     model.eval()
     out: torch.Tensor | None = None
-    for i, batch in enumerate(batches):
-        with runtime.autocast():
-            logits = model(**batch.to(runtime.device).inputs).logits.float().cpu()
-        if out is None:
-            out = torch.empty((n, logits.shape[1]), dtype=torch.float32)
-        out[batch.indices] = logits
-        on_batch((i + 1) / len(batches))
+    with fast_attention(model):
+        for i, batch in enumerate(batches):
+            with runtime.autocast():
+                logits = model(**batch.to(runtime.device).inputs).logits.float().cpu()
+            if out is None:
+                out = torch.empty((n, logits.shape[1]), dtype=torch.float32)
+            out[batch.indices] = logits
+            on_batch((i + 1) / len(batches))
     model.train(was_training)
     assert out is not None, "no batches to predict"
     return out
@@ -78,6 +94,11 @@ def size_mb(parameters: int) -> float:
 def latency_ms(model: nn.Module, encoded: Encoded, runtime: Runtime, repeats: int = 10) -> dict[str, float]:
     """Mean milliseconds per batch of 1 and of 32 real examples, after a warm-up."""
     model.eval()
+    with fast_attention(model):
+        return _timed_batches(model, encoded, runtime, repeats)
+
+
+def _timed_batches(model: nn.Module, encoded: Encoded, runtime: Runtime, repeats: int) -> dict[str, float]:
     result = {}
     for size, key in ((1, "batch_1"), (32, "batch_32")):
         batch = encoded.collate(list(range(min(size, len(encoded))))).to(runtime.device)

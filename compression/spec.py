@@ -9,7 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from .catalogue import (
     AUTO,
@@ -34,7 +41,7 @@ class Target(_Strict):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Target:
-        given = [k for k, v in self.model_dump().items() if v is not None]
+        given = list(self.describe())
         if len(given) != 1:
             raise ValueError(
                 "target takes exactly one of layers_to_remove, keep_layers, max_accuracy_drop, "
@@ -42,12 +49,14 @@ class Target(_Strict):
             )
         return self
 
-    @property
-    def form(self) -> str:
-        return next(k for k, v in self.model_dump().items() if v is not None)
-
     def describe(self) -> dict[str, int | float | str]:
-        return {k: v for k, v in self.model_dump().items() if v is not None}
+        """The one form given, as the user wrote it: ``{"max_accuracy_drop": 0.01}``."""
+        fields = ("layers_to_remove", "keep_layers", "max_accuracy_drop", "select")
+        return {k: getattr(self, k) for k in fields if getattr(self, k) is not None}
+
+    @model_serializer
+    def _serialize(self) -> dict[str, int | float | str]:
+        return self.describe()
 
 
 def default_target() -> Target:

@@ -114,8 +114,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"error: {field}: {error['msg']}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
+    from transformers.utils import logging as hf_logging
+
     from compression import compress
 
+    # The library checks loading reports itself; transformers' own tables and bars are noise here.
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     reporter = _BarReporter(args.verbose)
     try:
         result = compress(spec, args.out, reporter=reporter)

@@ -1,0 +1,108 @@
+"""Fusion recovers a known relation; selection applies every target form."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from compression.catalogue import SIGNAL_IDS
+from compression.errors import InvalidInputError
+from compression.fusion import FEATURES, FusionData, fit_fusion, state_features
+from compression.selection import select
+from compression.spec import Target
+from compression.sweep import EMPTY
+
+
+def test_fusion_recovers_a_known_linear_relation():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, len(FEATURES)))
+    fisher, entropy = FEATURES.index("gradient-fisher"), FEATURES.index("attention-entropy")
+    y = 0.8 + 0.05 * x[:, fisher] - 0.02 * x[:, entropy] + rng.normal(scale=0.002, size=400)
+    models = fit_fusion(FusionData(x, y), seed=0)
+    explained = models.explain()
+    coefficients = explained["linear-regression"]["coefficients"]
+    # Standardized features with unit variance: coefficients equal the true slopes.
+    assert coefficients["gradient-fisher"] == pytest.approx(0.05, abs=0.005)
+    assert coefficients["attention-entropy"] == pytest.approx(-0.02, abs=0.005)
+    others = [abs(v) for k, v in coefficients.items() if k not in ("gradient-fisher", "attention-entropy")]
+    assert max(others) < 0.003
+    importances = explained["random-forest"]["feature_importances"]
+    top_two = sorted(importances, key=importances.get, reverse=True)[:2]
+    assert top_two == ["gradient-fisher", "attention-entropy"]
+    assert sum(importances.values()) == pytest.approx(1.0)
+    assert explained["rows"] == 400
+
+
+class FakeSweep:
+    num_layers = 4
+
+    def __init__(self, signals):
+        self._signals = signals
+
+    def state_signals(self, state):
+        return self._signals
+
+
+def test_state_features_zscore_each_signal_across_candidates():
+    signals = {layer: {sid: float(layer) for sid in SIGNAL_IDS} for layer in range(4)}
+    signals[2]["weight-magnitude"] = signals[1]["weight-magnitude"] = 5.0
+    for layer in signals.values():
+        layer["attention-weight"] = 0.3  # no spread: the feature is 0 for every candidate
+    features = state_features(EMPTY, FakeSweep(signals))
+    column = np.array([features[c][SIGNAL_IDS.index("gradient-norm")] for c in range(4)])
+    assert column.mean() == pytest.approx(0.0, abs=1e-12)
+    assert column.std() == pytest.approx(1.0)
+    assert [features[c][SIGNAL_IDS.index("attention-weight")] for c in range(4)] == [0.0] * 4
+    assert [features[c][-2] for c in range(4)] == pytest.approx([0, 1 / 3, 2 / 3, 1])
+    assert {features[c][-1] for c in range(4)} == {0.0}
+
+
+def curve(accuracies: list[float], order: list[int]) -> list[dict]:
+    return [{"layers_removed": k, "removed": sorted(order[:k]),
+             "validation": {"accuracy": a, "macro_f1": a, "loss": 1 - a}, "test": None}
+            for k, a in enumerate(accuracies)]
+
+
+CURVES = {
+    "drop-top": curve([0.90, 0.89, 0.85, 0.70], [3, 2, 1]),
+    "weight-magnitude": curve([0.90, 0.90, 0.895, 0.80], [1, 3, 0]),
+    "random/seed-0": curve([0.90, 0.91, 0.60, 0.50], [0, 2, 1]),
+}
+
+
+@pytest.mark.parametrize(
+    ("strategy", "target", "expected"),
+    [
+        ("drop-top", Target(layers_to_remove=2), ("drop-top", [2, 3])),
+        ("drop-top", Target(keep_layers=3), ("drop-top", [3])),
+        ("weight-magnitude", Target(max_accuracy_drop=0.01), ("weight-magnitude", [1, 3])),
+        ("drop-top", Target(max_accuracy_drop=0.01), ("drop-top", [3])),
+        ("auto", Target(max_accuracy_drop=0.01), ("weight-magnitude", [1, 3])),
+        ("auto", Target(layers_to_remove=1), ("random/seed-0", [0])),
+        ("auto", Target(select="best"), ("random/seed-0", [0])),
+        ("weight-magnitude", Target(select="best"), ("weight-magnitude", [1])),
+        ("random", Target(layers_to_remove=1), ("random/seed-0", [0])),
+    ],
+)
+def test_selection_applies_each_target(strategy, target, expected):
+    chosen = select(CURVES, strategy, target, num_layers=4, baseline_accuracy=0.90)
+    assert (chosen.strategy, chosen.removed_layers) == expected
+    assert chosen.kept_layers == [i for i in range(4) if i not in expected[1]]
+    assert chosen.met_target
+
+
+def test_unreachable_accuracy_target_keeps_the_model_whole():
+    chosen = select(CURVES, "drop-top", Target(max_accuracy_drop=0.0), num_layers=4,
+                    baseline_accuracy=0.95)
+    assert chosen.layers_removed == 0 and not chosen.met_target
+
+
+def test_fixed_depth_beyond_the_sweep_is_refused():
+    with pytest.raises(InvalidInputError) as info:
+        select(CURVES, "drop-top", Target(keep_layers=0 + 4), num_layers=4, baseline_accuracy=0.9)
+    assert info.value.param == "target.keep_layers"
+
+
+def test_select_best_prefers_the_deeper_of_equal_accuracies():
+    curves = {"drop-top": curve([0.9, 0.88, 0.88, 0.5], [3, 2, 1])}
+    assert select(curves, "drop-top", Target(select="best"), 4, 0.9).layers_removed == 2

@@ -1,0 +1,225 @@
+"""The whole method on tiny models: outputs, report schema, progress, cancellation, resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from compression import CompressionCancelled, CompressionSpec, compress
+from compression.batching import Encoded
+from compression.catalogue import STRATEGY_IDS
+from compression.datasets import read_split
+from compression.evaluation import EvalSet
+from compression.progress import STAGES
+from tests.compression.helpers import FP32
+from tests.factories import LABELS
+
+FAST = {"n_calib": 32, "max_length": 32, "random_seeds": 2, "precision": "fp32",
+        "teacher_epochs": 6, "teacher_learning_rate": 5e-3, "leave_one_out_probe": True}
+
+
+def spec_for(model: Path, data: dict[str, Path], **overrides) -> CompressionSpec:
+    fields = {"model_dir": model, "train": data["train"], "validation": data["validation"],
+              "test": data["test"], "options": FAST, "distillation": {"epochs": 1}}
+    fields.update(overrides)
+    return CompressionSpec(**fields)
+
+
+class Recorder:
+    def __init__(self):
+        self.stages, self.fractions, self.events = [], [], []
+
+    def stage(self, stage):
+        self.stages.append(stage)
+
+    def progress(self, progress):
+        self.fractions.append(progress.fraction)
+
+    def event(self, type, message, data=None, level="info"):
+        self.events.append((type, message, data))
+
+
+@pytest.fixture(scope="module")
+def run(tiny_classifier, synthetic_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "out"
+    recorder = Recorder()
+    spec = spec_for(tiny_classifier, synthetic_data, strategy="auto", target={"layers_to_remove": 2})
+    result = compress(spec, out, reporter=recorder)
+    return result, recorder, out
+
+
+METRICS = {"accuracy", "macro_f1", "loss"}
+SCHEMA = {
+    "model": {"architecture", "num_layers", "parameters", "size_mb"},
+    "dataset": {"labels", "train", "validation", "test"},
+    "options": set(),
+    "baseline": {"validation", "test", "latency_ms"},
+    "signals": None,
+    "strategies": None,
+    "fusion": {"rows", "features", "linear-regression", "random-forest"},
+    "selection": {"strategy", "target", "layers_removed", "removed_layers", "kept_layers"},
+    "distillation": {"enabled", "before", "after", "epochs_run"},
+    "final": {"validation", "test", "num_layers", "parameters", "size_mb", "latency_ms",
+              "accuracy_to_size_ratio", "improvement_factor"},
+    "timings": set(),
+}
+
+
+def test_report_has_every_key_of_the_schema(run):
+    result, _, out = run
+    report = json.loads((out / "report.json").read_text())
+    assert report == json.loads(json.dumps(result.report))
+    for key, inner in SCHEMA.items():
+        assert key in report, key
+        if inner:
+            assert inner <= set(report[key]), (key, inner - set(report[key]))
+    assert set(report["baseline"]["validation"]) == METRICS
+    assert set(report["baseline"]["latency_ms"]) == {"batch_1", "batch_32"}
+    assert report["fusion"]["linear-regression"]["coefficients"]
+    assert report["fusion"]["random-forest"]["feature_importances"]
+    assert set(report["distillation"]["after"]["validation"]) == METRICS
+    assert report["options"]["target"] == {"layers_to_remove": 2}
+    assert "/" not in json.dumps(report["options"]["files"])  # no server paths leak
+    assert {"preparing", "sweeping", "fusing", "distilling", "exporting"} <= set(report["timings"])
+
+
+def test_every_strategy_walks_a_full_curve(run):
+    report = run[0].report
+    expected = set(STRATEGY_IDS) | {"random/seed-0", "random/seed-1"}
+    assert set(report["strategies"]) == expected
+    for sid, entry in report["strategies"].items():
+        ks = [p["layers_removed"] for p in entry["curve"]]
+        assert ks == [0, 1, 2, 3], sid
+        assert entry["curve"][0]["validation"] == report["baseline"]["validation"]
+        if sid != "random":
+            assert [len(p["removed"]) for p in entry["curve"]] == ks
+            assert entry["curve"][-1]["removed"] == sorted(entry["removal_order"])
+    assert report["strategies"]["drop-top"]["removal_order"] == [3, 2, 1]
+
+
+def test_signals_cover_every_state_left_by_a_walk(run):
+    report = run[0].report
+    states = {tuple(row["removed"]) for row in report["signals"]}
+    for sid, entry in report["strategies"].items():
+        if sid != "random":
+            for point in entry["curve"][:-1]:
+                assert tuple(point["removed"]) in states, (sid, point["removed"])
+    full = [row for row in report["signals"] if row["removed"] == []]
+    assert [row["layer"] for row in full] == [0, 1, 2, 3]
+
+
+def test_selected_model_reloads_smaller_with_the_reported_accuracy(run, synthetic_data):
+    result, _, out = run
+    selection = result.report["selection"]
+    assert selection["layers_removed"] == 2
+    model = AutoModelForSequenceClassification.from_pretrained(out / "model")
+    assert model.config.num_hidden_layers == 2
+    assert model.config.id2label == dict(enumerate(sorted(LABELS)))
+    tokenizer = AutoTokenizer.from_pretrained(out / "model")
+    split = read_split(synthetic_data["validation"], name="validation")
+    labels = [model.config.label2id[label] for label in split.labels]
+    metrics = EvalSet(Encoded(split, labels, tokenizer, 32), 64).evaluate(model, FP32)
+    assert metrics["accuracy"] == pytest.approx(result.report["final"]["validation"]["accuracy"])
+    assert result.report["export"]["reload_max_abs_logit_diff"] < 1e-4
+    assert result.report["final"]["parameters"] < result.report["model"]["parameters"]
+    assert result.summary["kept_layers"] == selection["kept_layers"]
+
+
+def test_outputs_and_model_card(run):
+    result, _, out = run
+    for name in ("report.json", "model_card.md", "signals.csv", "curves.png", "signals.png",
+                 "model/config.json", "model/model.safetensors", "model/README.md"):
+        assert (out / name).is_file(), name
+        assert name in result.artifacts
+    card = (out / "model_card.md").read_text()
+    assert card.startswith("---\n")
+    assert result.report["selection"]["strategy"] in card
+
+
+def test_progress_goes_through_the_stages_in_order(run):
+    _, recorder, _ = run
+    assert [s for s in STAGES if s in recorder.stages] == recorder.stages
+    assert recorder.stages[0] == "preparing" and recorder.stages[-1] == "exporting"
+    assert recorder.fractions == sorted(recorder.fractions)
+    assert recorder.fractions[-1] > 0.9
+    steps = [d for t, _, d in recorder.events if t == "metrics" and d and "strategy" in d]
+    assert {"strategy", "k", "layer", "val_accuracy"} <= set(steps[0])
+
+
+def test_same_seed_same_run(run, tiny_classifier, synthetic_data, tmp_path):
+    spec = spec_for(tiny_classifier, synthetic_data, strategy="auto", target={"layers_to_remove": 2})
+    again = compress(spec, tmp_path / "again")
+    assert again.report["strategies"] == run[0].report["strategies"]
+    assert again.report["selection"] == run[0].report["selection"]
+
+
+def test_fine_tunes_a_teacher_when_the_model_has_no_head(tiny_encoder, synthetic_data, tmp_path):
+    spec = spec_for(tiny_encoder, {**synthetic_data, "validation": None},
+                    strategies=["drop-top", "gradient-norm"], strategy="drop-top",
+                    target={"select": "best"}, distillation={"enabled": False, "batch_size": 8},
+                    options={**FAST, "teacher_epochs": 20})
+    result = compress(spec, tmp_path / "out")
+    teacher = result.report["teacher"]
+    assert teacher["fine_tuned"] and teacher["epochs_run"] == 20
+    # The synthetic task is learnable: the fine-tuned teacher beats chance (1/3) clearly.
+    assert result.report["baseline"]["validation"]["accuracy"] > 0.6
+    assert result.report["dataset"]["validation_carved_from_train"]
+    assert not result.report["distillation"]["enabled"]
+    assert AutoModelForSequenceClassification.from_pretrained(tmp_path / "out" / "model").config.num_labels == 3
+
+
+class CancelAfter:
+    def __init__(self, polls: int):
+        self.polls = polls
+
+    def cancelled(self) -> bool:
+        self.polls -= 1
+        return self.polls < 0
+
+
+def test_cancellation_stops_between_batches(tiny_classifier, synthetic_data, tmp_path):
+    recorder = Recorder()
+    with pytest.raises(CompressionCancelled):
+        compress(spec_for(tiny_classifier, synthetic_data), tmp_path / "out", reporter=recorder,
+                 cancel=CancelAfter(20))
+    assert "exporting" not in recorder.stages
+    assert not (tmp_path / "out" / "report.json").exists()
+
+
+def test_checkpointed_sweep_resumes_without_measuring_again(tiny_classifier, synthetic_data, tmp_path):
+    spec = spec_for(tiny_classifier, synthetic_data, strategies=["drop-top", "weight-magnitude"],
+                    strategy="weight-magnitude", target={"layers_to_remove": 1})
+    first = compress(spec, tmp_path / "a", checkpoint_dir=tmp_path / "ckpt")
+    assert first.report["sweep"]["measurements"] > 0
+    second = compress(spec, tmp_path / "b", checkpoint_dir=tmp_path / "ckpt")
+    assert second.report["sweep"]["measurements"] == 0
+    assert second.report["strategies"] == first.report["strategies"]
+
+
+def test_distillation_uses_cached_teacher_logits(tiny_classifier, synthetic_data, tmp_path, monkeypatch):
+    import compression.pipeline as pipeline
+
+    calls = []
+    real = pipeline.predict
+    monkeypatch.setattr(pipeline, "predict", lambda *a, **k: calls.append(1) or real(*a, **k))
+    spec = spec_for(tiny_classifier, synthetic_data, strategies=["drop-top", "weight-magnitude"],
+                    strategy="drop-top", target={"layers_to_remove": 1},
+                    distillation={"epochs": 3})
+    result = compress(spec, tmp_path / "out")
+    assert len(calls) == 1  # the teacher ran over the training set once for three epochs
+    assert result.report["distillation"]["epochs_run"] == 3
+    kd = result.report["distillation"]
+    assert kd["after"]["validation"]["accuracy"] >= kd["before"]["validation"]["accuracy"]
+
+
+def test_bf16_autocast_is_chosen_only_where_supported():
+    from compression.device import Runtime, cpu_has_bf16
+
+    assert Runtime.resolve("cpu", "auto").bf16 == cpu_has_bf16()
+    assert not Runtime.resolve("cpu", "fp32").bf16
+    if not torch.cuda.is_available():
+        assert Runtime.resolve("auto", "auto").device.type == "cpu"
