@@ -8,6 +8,7 @@ treats as a failure.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -70,9 +71,9 @@ def _postgres_server() -> str | None:
         return None
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A fresh, migrated PostgreSQL database for this test session."""
+@contextlib.contextmanager
+def fresh_postgres_database() -> Iterator[str]:
+    """Create ``layerfuse_test_<random>``, migrate it, yield its URL, drop it afterwards."""
     import psycopg
 
     admin = _postgres_server()
@@ -91,12 +92,19 @@ def postgres_url() -> Iterator[str]:
     with psycopg.connect(**params) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     test_url = url.set(database=name).render_as_string(hide_password=False)
-    upgrade(test_url)
     try:
+        upgrade(test_url)
         yield test_url
     finally:
         with psycopg.connect(**params) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for this test session."""
+    with fresh_postgres_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -218,7 +218,7 @@ def test_idempotency_key_replays_or_conflicts(client: TestClient, uploaded, queu
         "idempotency_key_reused",
         "Idempotency-Key",
     )
-    # Keys are per tenant: the same key elsewhere is a new job.
+    # A new key is a new job.
     assert (
         client.post("/v1/jobs", json=body, headers={"Idempotency-Key": "create-2"}).status_code
         == 201

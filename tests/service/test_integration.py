@@ -1,0 +1,535 @@
+"""The real thing: a private Redis, PostgreSQL, a Celery worker process and the API server.
+
+Everything goes over HTTP, as a client that knows only api.md would do it: upload a tiny model
+and datasets, run a job to success, download and reload the model; cancel queued and running
+jobs; kill the worker mid-job and watch the job finish on its second attempt. A second stack
+runs ``layerfuse up`` (SQLite and the filesystem broker) and ``layerfuse submit`` against it.
+
+Skips (Redis or PostgreSQL missing) say ``SERVICE-SKIP:``; CI treats them as failures.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.factories import synthetic_rows, write_jsonl
+
+from .conftest import fresh_postgres_database
+from .helpers import job_body, model_files, parse_sse
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+ACME = "acme-integration-key-000000000"
+GLOBEX = "globex-integration-key-00000000"
+DATASET_LIMIT = 1024 * 1024
+MODEL_LIMIT = 4 * 1024 * 1024
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.3) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+class Process:
+    """A child process in its own session, with its output in a log file."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], logs: Path):
+        self.name = name
+        self.log = logs / f"{name}.log"
+        self._file = self.log.open("wb")
+        self.popen = subprocess.Popen(
+            argv,
+            env=env,
+            cwd=REPO,
+            stdout=self._file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(timeout=10)
+        self._file.close()
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.skip("SERVICE-SKIP: redis-server is not on PATH")
+    port = free_port()
+    folder = tmp_path_factory.mktemp("redis")
+    process = Process(
+        "redis",
+        [
+            server,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(folder),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        dict(os.environ),
+        folder,
+    )
+    try:
+        import redis
+
+        wait_for(lambda: _redis_ping(redis, port), 15, "redis-server")
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.stop()
+
+
+def _redis_ping(redis: Any, port: int) -> bool:
+    try:
+        return bool(redis.Redis(port=port, socket_connect_timeout=1).ping())
+    except Exception:
+        return False
+
+
+class Stack:
+    def __init__(self, url: str, env: dict[str, str], logs: Path):
+        self.url = url
+        self.env = env
+        self.logs = logs
+        self.processes: dict[str, Process] = {}
+        self.acme = httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {ACME}"}, timeout=60
+        )
+        self.globex = httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {GLOBEX}"}, timeout=60
+        )
+
+    def start(self, name: str, *args: str) -> Process:
+        argv = [sys.executable, "-m", "layerfuse.cli", *args]
+        self.processes[name] = Process(name, argv, self.env, self.logs)
+        return self.processes[name]
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        response = self.acme.get(f"/v1/jobs/{job_id}")
+        assert response.status_code == 200, response.text
+        result: dict[str, Any] = response.json()
+        return result
+
+    def wait_status(self, job_id: str, statuses: set[str], timeout: float) -> dict[str, Any]:
+        def done() -> dict[str, Any] | None:
+            job = self.job(job_id)
+            return job if job["status"] in statuses else None
+
+        try:
+            result: dict[str, Any] = wait_for(done, timeout, f"{job_id} to reach {statuses}")
+        except AssertionError:
+            print(self.diagnostics())
+            raise
+        return result
+
+    def diagnostics(self) -> str:
+        return "\n".join(f"--- {p.name} ---\n{p.tail()}" for p in self.processes.values())
+
+
+@pytest.fixture(scope="module")
+def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """API + one worker on Redis and PostgreSQL, with short heartbeats and tight upload limits."""
+    with fresh_postgres_database() as database_url:
+        root = tmp_path_factory.mktemp("stack")
+        port = free_port()
+        env = {
+            **os.environ,
+            "LAYERFUSE_ENV": "test",
+            "LAYERFUSE_DATA_DIR": str(root / "data"),
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "LAYERFUSE_API_KEYS": f"acme:{ACME},globex:{GLOBEX}",
+            "LAYERFUSE_MAX_DATASET_UPLOAD_BYTES": str(DATASET_LIMIT),
+            "LAYERFUSE_MAX_MODEL_UPLOAD_BYTES": str(MODEL_LIMIT),
+            "LAYERFUSE_HEARTBEAT_INTERVAL_S": "1",
+            "LAYERFUSE_HEARTBEAT_TIMEOUT_S": "6",
+            "LAYERFUSE_RECONCILE_INTERVAL_S": "1",
+            "LAYERFUSE_DEVICE": "cpu",
+        }
+        stack = Stack(f"http://127.0.0.1:{port}", env, root)
+        stack.start("worker", "worker")
+        stack.start("api", "serve", "--port", str(port))
+        try:
+            wait_for(lambda: _ready(stack.url), 90, "the API to be ready with a worker")
+        except AssertionError:
+            print(stack.diagnostics())
+            for process in stack.processes.values():
+                process.stop()
+            raise
+        try:
+            yield stack
+        finally:
+            for process in stack.processes.values():
+                process.stop()
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/readyz", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def uploads(stack: Stack, tiny_classifier: Path, synthetic_data: dict[str, Path]) -> dict[str, str]:
+    files = [("files", (p.name, p.read_bytes())) for p in model_files(tiny_classifier)]
+    model = stack.acme.post("/v1/models", files=files)
+    assert model.status_code == 201, model.text
+    ids = {"model": model.json()["id"]}
+    for split in ("train", "validation"):
+        path = synthetic_data[split]
+        response = stack.acme.post("/v1/datasets", files={"file": (path.name, path.read_bytes())})
+        assert response.status_code == 201, response.text
+        ids[split] = response.json()["id"]
+    return ids
+
+
+def small_job(uploads: dict[str, str], **overrides: Any) -> dict[str, Any]:
+    body = job_body(uploads["model"], uploads["train"], **overrides)
+    body["dataset"]["validation"] = uploads["validation"]
+    return body
+
+
+def long_job(uploads: dict[str, str]) -> dict[str, Any]:
+    """A job that runs for minutes on the tiny model: every strategy, many epochs."""
+    return small_job(
+        uploads,
+        strategy="fusion-random-forest",
+        strategies="all",
+        distillation={"enabled": True, "epochs": 20},
+        options={"n_calib": 128, "max_length": 32, "random_seeds": 10},
+    )
+
+
+def test_a_job_runs_to_success_and_its_model_reloads_with_fewer_layers(
+    stack: Stack, uploads: dict[str, str], tmp_path: Path
+) -> None:
+    created = stack.acme.post("/v1/jobs", json=small_job(uploads))
+    assert created.status_code == 201, created.text
+    job_id = created.json()["id"]
+
+    with stack.acme.stream("GET", f"/v1/jobs/{job_id}/events/stream", timeout=180) as response:
+        assert response.status_code == 200
+        events = parse_sse(response.read().decode())
+    job = stack.job(job_id)
+    assert job["status"] == "succeeded", (job, stack.diagnostics())
+    assert events[-1]["type"] == "status" and events[-1]["data"]["status"] == "succeeded"
+    stages = [e["data"]["stage"] for e in events if e["type"] == "stage"]
+    assert stages[0] == "preparing" and stages[-1] == "exporting"
+    assert any(e["type"] == "progress" for e in events)
+    assert any(e["type"] == "metrics" for e in events)
+    assert job["progress"]["fraction"] == 1.0
+    assert job["result"]["removed_layers"] == [3]  # drop-top removes the highest layer
+    assert job["attempts"] == 1
+
+    listed = stack.acme.get(f"/v1/jobs/{job_id}/artifacts").json()["data"]
+    names = {a["name"] for a in listed}
+    assert {
+        "model.zip",
+        "report.json",
+        "model_card.md",
+        "curves.png",
+        "signals.png",
+        "signals.csv",
+        "model/config.json",
+        "model/model.safetensors",
+    } <= names
+    archive = stack.acme.get(f"/v1/jobs/{job_id}/artifacts/model.zip")
+    assert archive.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(archive.content)) as zf:
+        zf.extractall(tmp_path)
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "model")
+    assert model.config.num_hidden_layers == 3
+    report = stack.acme.get(f"/v1/jobs/{job_id}/report").json()
+    assert report["model"]["num_layers"] == 4
+    assert report["final"]["num_layers"] == 3
+    assert 0.0 <= report["final"]["validation"]["accuracy"] <= 1.0
+    assert 0.0 <= report["baseline"]["validation"]["accuracy"] <= 1.0
+
+    # Resuming the stream after the terminal event returns nothing and ends at once.
+    resumed = stack.acme.get(
+        f"/v1/jobs/{job_id}/events/stream", headers={"Last-Event-ID": events[-1]["id"]}
+    )
+    assert parse_sse(resumed.text) == []
+
+
+def test_cancel_a_queued_and_a_running_job(stack: Stack, uploads: dict[str, str]) -> None:
+    running = stack.acme.post("/v1/jobs", json=long_job(uploads)).json()
+    queued = stack.acme.post("/v1/jobs", json=small_job(uploads)).json()
+    stack.wait_status(running["id"], {"running"}, 60)
+
+    # The worker runs one job at a time: the second waits in the queue and is cancelled at once.
+    assert stack.job(queued["id"])["status"] == "queued"
+    response = stack.acme.post(f"/v1/jobs/{queued['id']}/cancel")
+    assert (response.status_code, response.json()["status"]) == (202, "cancelled")
+
+    wait_for(
+        lambda: stack.job(running["id"])["stage"] in ("sweeping", "evaluating_baseline"),
+        60,
+        "the long job to get going",
+    )
+    response = stack.acme.post(f"/v1/jobs/{running['id']}/cancel")
+    assert (response.status_code, response.json()["status"]) == (202, "cancelling")
+    asked = time.monotonic()
+    job = stack.wait_status(running["id"], {"cancelled", "failed", "succeeded"}, 30)
+    assert job["status"] == "cancelled", job
+    assert time.monotonic() - asked < 15
+    events = stack.acme.get(f"/v1/jobs/{running['id']}/events", params={"limit": 1000}).json()
+    assert events["data"][-1]["data"]["status"] == "cancelled"
+    # The queued job's message is delivered later and does nothing.
+    time.sleep(2)
+    assert stack.job(queued["id"])["status"] == "cancelled"
+    assert stack.job(queued["id"])["attempts"] == 0
+
+
+def test_a_worker_killed_mid_job_leaves_the_job_to_a_second_attempt(
+    stack: Stack, uploads: dict[str, str]
+) -> None:
+    body = small_job(uploads, distillation={"enabled": True, "epochs": 3})
+    job_id = stack.acme.post("/v1/jobs", json=body).json()["id"]
+    wait_for(
+        lambda: stack.job(job_id)["stage"] in ("sweeping", "fusing", "distilling"),
+        90,
+        "the job to reach the sweep",
+    )
+    events = stack.acme.get(f"/v1/jobs/{job_id}/events", params={"limit": 1000}).json()["data"]
+    running = next(e for e in events if e["type"] == "status" and e["data"]["status"] == "running")
+    assert running["data"]["attempt"] == 1
+    # The prefork child running the job: killed as the OOM killer would.
+    child = _job_process(stack, job_id)
+    os.kill(child, signal.SIGKILL)
+    job = stack.wait_status(job_id, {"succeeded", "failed"}, 150)
+    assert job["status"] == "succeeded", job
+    assert job["attempts"] == 2
+    messages = [
+        e["message"]
+        for e in stack.acme.get(f"/v1/jobs/{job_id}/events", params={"limit": 1000}).json()["data"]
+    ]
+    assert any("queued again" in m for m in messages)
+
+
+def _job_process(stack: Stack, job_id: str) -> int:
+    """The pid of the pool child that runs ``job_id`` (the worker's only child)."""
+    worker = stack.processes["worker"].popen.pid
+    children = Path(f"/proc/{worker}/task/{worker}/children").read_text().split()
+    assert len(children) == 1, children
+    return int(children[0])
+
+
+def test_refusals_over_http(
+    stack: Stack, uploads: dict[str, str], tmp_path: Path, tiny_classifier: Path
+) -> None:
+    acme, globex = stack.acme, stack.globex
+    rows = [{"text": f"row {i} good", "sentiment": "pos" if i % 2 else "neg"} for i in range(20)]
+    path = write_jsonl(tmp_path / "sentiment.jsonl", rows)
+    other = acme.post("/v1/datasets", files={"file": (path.name, path.read_bytes())}).json()
+    response = acme.post("/v1/jobs", json=small_job(uploads, dataset={"train": other["id"]}))
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert (response.json()["code"], response.json()["param"]) == (
+        "dataset_label_column_missing",
+        "dataset.label_column",
+    )
+
+    config = (tiny_classifier / "config.json").read_bytes()
+    for name in ("pytorch_model.bin", "../config.json", "a/b", "model.pkl"):
+        response = acme.post(
+            "/v1/models",
+            files=[("files", ("config.json", config)), ("files", (name, b"\x80\x04."))],
+        )
+        assert (response.status_code, response.json()["code"]) == (422, "upload_file_not_allowed")
+
+    big = write_jsonl(tmp_path / "big.jsonl", synthetic_rows(30_000))
+    assert big.stat().st_size > DATASET_LIMIT
+    response = acme.post("/v1/datasets", files={"file": (big.name, big.read_bytes())})
+    assert (response.status_code, response.json()["code"]) == (413, "upload_too_large")
+    shard = b"\0" * (MODEL_LIMIT + 1)
+    response = acme.post("/v1/models", files=[("files", ("model.safetensors", shard))])
+    assert response.status_code == 413
+
+    assert httpx.get(f"{stack.url}/v1/jobs").status_code == 401
+    wrong = httpx.get(f"{stack.url}/v1/jobs", headers={"Authorization": "Bearer nope"})
+    assert (wrong.status_code, wrong.json()["code"]) == (401, "invalid_api_key")
+
+    job_id = acme.get("/v1/jobs").json()["data"][0]["id"]
+    for path in (
+        f"/v1/jobs/{job_id}",
+        f"/v1/jobs/{job_id}/events",
+        f"/v1/jobs/{job_id}/artifacts",
+        f"/v1/models/{uploads['model']}",
+        f"/v1/datasets/{uploads['train']}",
+    ):
+        response = globex.get(path)
+        assert (response.status_code, response.json()["code"]) == (404, "not_found")
+    assert globex.post(f"/v1/jobs/{job_id}/cancel").status_code == 404
+
+
+def test_metrics_count_jobs_and_requests(stack: Stack, uploads: dict[str, str]) -> None:
+    text = httpx.get(f"{stack.url}/metrics").text
+    assert 'layerfuse_jobs{status="succeeded"}' in text
+    assert "layerfuse_http_request_duration_seconds_bucket" in text
+    assert "layerfuse_worker_last_seen_seconds" in text
+
+
+def test_layerfuse_up_then_submit_status_and_a_bad_submission(
+    tmp_path: Path, tiny_classifier: Path, synthetic_data: dict[str, Path]
+) -> None:
+    """The quickstart: ``layerfuse up`` on the embedded defaults, ``layerfuse submit`` to it."""
+    port = free_port()
+    data_dir = tmp_path / "embedded"
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env["LAYERFUSE_BROKER_POLLING_INTERVAL_S"] = "0.1"
+    up = Process(
+        "up",
+        [
+            sys.executable,
+            "-m",
+            "layerfuse.cli",
+            "up",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+        ],
+        env,
+        tmp_path,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: "layerfuse is up" in up.log.read_text(), 90, "layerfuse up")
+        key = (data_dir / "api_key").read_text().strip()
+        assert key in up.log.read_text()
+        cli = [sys.executable, "-m", "layerfuse.cli"]
+        client_args = ["--url", url, "--api-key", key]
+        out = tmp_path / "out"
+        submit = subprocess.run(
+            [
+                *cli,
+                "submit",
+                "--model",
+                str(tiny_classifier),
+                "--train",
+                str(synthetic_data["train"]),
+                "--validation",
+                str(synthetic_data["validation"]),
+                "--strategy",
+                "drop-top",
+                "--strategies",
+                "drop-top,weight-magnitude",
+                "--layers-to-remove",
+                "2",
+                "--distill-epochs",
+                "1",
+                "--n-calib",
+                "32",
+                "--max-length",
+                "32",
+                "--out",
+                str(out),
+                *client_args,
+            ],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+        assert submit.returncode == 0, submit.stderr[-3000:] + up.tail()
+        assert "removed layers [2, 3]" in submit.stdout
+        config = json.loads((out / "model" / "config.json").read_text())
+        assert config["num_hidden_layers"] == 2
+        assert json.loads((out / "report.json").read_text())["final"]["num_layers"] == 2
+        assert (out / "model_card.md").is_file() and (out / "curves.png").is_file()
+
+        job_id = next(w for w in submit.stderr.split() if w.startswith("job_"))
+        status = subprocess.run(
+            [*cli, "status", job_id, *client_args],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert status.returncode == 0 and "succeeded" in status.stdout
+
+        bad = write_jsonl(tmp_path / "nolabel.jsonl", [{"text": "a"}, {"text": "b"}])
+        refused = subprocess.run(
+            [
+                *cli,
+                "submit",
+                "--model",
+                str(tiny_classifier),
+                "--train",
+                str(bad),
+                "--out",
+                str(tmp_path / "never"),
+                *client_args,
+            ],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert refused.returncode == 2, refused.stderr
+        assert "dataset_label_column_missing" in refused.stderr
+        assert "dataset.label_column" in refused.stderr
+
+        missing = subprocess.run(
+            [*cli, "status", "job_000000000000000000000000", *client_args],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert missing.returncode == 2 and "not_found" in missing.stderr
+    finally:
+        up.stop()
