@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
@@ -146,15 +148,36 @@ def _validate_references(
                 code="dataset_not_found",
                 param=f"dataset.{split}",
             )
-        validate_columns(
-            storage.dataset_dir(tenant, row.id) / row.stored_name,
-            split=split,
-            text_column=columns.text_column,
-            text_pair_column=columns.text_pair_column,
-            label_column=columns.label_column,
-            require_two_classes=split == "train",
-            max_rows=settings.max_dataset_rows,
+        _validate_split(
+            str(storage.dataset_dir(tenant, row.id) / row.stored_name),
+            split,
+            columns.text_column,
+            columns.text_pair_column,
+            columns.label_column,
+            settings.max_dataset_rows,
         )
+
+
+@functools.lru_cache(maxsize=256)
+def _validate_split(
+    path: str,
+    split: str,
+    text_column: str,
+    text_pair_column: str | None,
+    label_column: str,
+    max_rows: int,
+) -> None:
+    """Check a split against the columns; remembered, as an upload's file never changes (its
+    path holds its id). Failures raise and are not remembered."""
+    validate_columns(
+        Path(path),
+        split=split,
+        text_column=text_column,
+        text_pair_column=text_pair_column,
+        label_column=label_column,
+        require_two_classes=split == "train",
+        max_rows=max_rows,
+    )
 
 
 def _validate_model(
