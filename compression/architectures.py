@@ -4,7 +4,6 @@ hook into live. Everything else about a model is architecture-independent.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from torch import nn
@@ -12,57 +11,59 @@ from torch import nn
 from .errors import ModelError
 
 
+def submodule(module: nn.Module, path: str) -> nn.Module:
+    """``submodule(layer, "output.dense")`` is ``layer.output.dense``."""
+    for part in path.split("."):
+        module = getattr(module, part)
+    return module
+
+
 @dataclass(frozen=True)
 class Adapter:
-    """How to reach the pieces of one architecture's encoder.
+    """Where the pieces of one architecture's encoder live, as attribute paths.
 
     Attributes:
-        layer_list: the ``ModuleList`` of encoder layers, from the base model.
-        ffn_output: the linear layer *after* the feed-forward non-linearity; its input is the
-            intermediate activation the activation signals read.
-        self_attention: the module whose forward returns ``(output, attention_probs)``.
+        layer_list: path from the base model to the ``ModuleList`` of encoder layers.
+        ffn_output: path from a layer to the linear layer *after* the feed-forward
+            non-linearity; its input is the intermediate activation the activation signals read.
+        self_attention: path from a layer to the module whose forward returns
+            ``(output, attention_probs)``.
         num_layers_key: the config field holding the layer count.
     """
 
     name: str
-    layer_list_path: str
-    ffn_output: Callable[[nn.Module], nn.Module]
-    self_attention: Callable[[nn.Module], nn.Module]
+    layer_list: str = "encoder.layer"
+    ffn_output: str = "output.dense"
+    self_attention: str = "attention.self"
     num_layers_key: str = "num_hidden_layers"
 
     def layers(self, model: nn.Module) -> nn.ModuleList:
-        module: nn.Module = model.base_model  # type: ignore[assignment]
-        for part in self.layer_list_path.split("."):
-            module = getattr(module, part)
-        assert isinstance(module, nn.ModuleList)
-        return module
+        layers = submodule(model.base_model, self.layer_list)  # type: ignore[arg-type]
+        assert isinstance(layers, nn.ModuleList)
+        return layers
+
+    def ffn_output_of(self, layer: nn.Module) -> nn.Module:
+        return submodule(layer, self.ffn_output)
+
+    def self_attention_of(self, layer: nn.Module) -> nn.Module:
+        return submodule(layer, self.self_attention)
 
     def set_layers(self, model: nn.Module, layers: list[nn.Module]) -> None:
         """Make ``layers`` the model's encoder, by reference: no weights are copied."""
-        parent: nn.Module = model.base_model  # type: ignore[assignment]
-        *path, last = self.layer_list_path.split(".")
-        for part in path:
-            parent = getattr(parent, part)
+        *path, last = self.layer_list.split(".")
+        parent = submodule(model.base_model, ".".join(path))  # type: ignore[arg-type]
         setattr(parent, last, nn.ModuleList(layers))
-        setattr(model.config, self.num_layers_key, len(layers))  # type: ignore[union-attr]
+        setattr(model.config, self.num_layers_key, len(layers))
 
-
-_BERT_LIKE = dict(
-    layer_list_path="encoder.layer",
-    ffn_output=lambda layer: layer.output.dense,
-    self_attention=lambda layer: layer.attention.self,
-)
 
 ADAPTERS: dict[str, Adapter] = {
-    "bert": Adapter(name="bert", **_BERT_LIKE),  # type: ignore[arg-type]
-    "roberta": Adapter(name="roberta", **_BERT_LIKE),  # type: ignore[arg-type]
-    "xlm-roberta": Adapter(name="xlm-roberta", **_BERT_LIKE),  # type: ignore[arg-type]
-    "electra": Adapter(name="electra", **_BERT_LIKE),  # type: ignore[arg-type]
+    name: Adapter(name) for name in ("bert", "roberta", "xlm-roberta", "electra")
+} | {
     "distilbert": Adapter(
-        name="distilbert",
-        layer_list_path="transformer.layer",
-        ffn_output=lambda layer: layer.ffn.lin2,
-        self_attention=lambda layer: layer.attention,
+        "distilbert",
+        layer_list="transformer.layer",
+        ffn_output="ffn.lin2",
+        self_attention="attention",
         num_layers_key="n_layers",
     ),
 }

@@ -73,8 +73,9 @@ class Encoded:
 
     def sorted_batches(self, batch_size: int, subset: list[int] | None = None) -> list[Batch]:
         """Length-sorted batches, for evaluation: padding is minimal and the order is fixed."""
-        order = sorted(subset if subset is not None else range(len(self)),
-                       key=lambda i: len(self.input_ids[i]))
+        order = sorted(
+            subset if subset is not None else range(len(self)), key=lambda i: len(self.input_ids[i])
+        )
         return [self.collate(order[s : s + batch_size]) for s in range(0, len(order), batch_size)]
 
     def shuffled_batches(self, batch_size: int, rng: random.Random) -> Iterator[Batch]:

@@ -62,8 +62,15 @@ def score(logits: torch.Tensor, labels: list[int]) -> Metrics:
     predicted = logits.argmax(dim=-1)
     return {
         "accuracy": float((predicted == y).float().mean()),
-        "macro_f1": float(f1_score(y.numpy(), predicted.numpy(), average="macro",
-                                   labels=np.arange(logits.shape[1]), zero_division=0)),
+        "macro_f1": float(
+            f1_score(
+                y.numpy(),
+                predicted.numpy(),
+                average="macro",
+                labels=np.arange(logits.shape[1]),
+                zero_division=0,
+            )
+        ),
         "loss": float(F.cross_entropy(logits, y)),
     }
 
@@ -75,8 +82,12 @@ class EvalSet:
         self.encoded = encoded
         self.batches = encoded.sorted_batches(batch_size)
 
-    def evaluate(self, model: nn.Module, runtime: Runtime,
-                 on_batch: Callable[[float], None] = lambda fraction: None) -> Metrics:
+    def evaluate(
+        self,
+        model: nn.Module,
+        runtime: Runtime,
+        on_batch: Callable[[float], None] = lambda fraction: None,
+    ) -> Metrics:
         logits = predict(model, self.batches, runtime, len(self.encoded), on_batch)
         return score(logits, self.encoded.labels)
 
@@ -91,14 +102,18 @@ def size_mb(parameters: int) -> float:
 
 
 @torch.no_grad()
-def latency_ms(model: nn.Module, encoded: Encoded, runtime: Runtime, repeats: int = 10) -> dict[str, float]:
+def latency_ms(
+    model: nn.Module, encoded: Encoded, runtime: Runtime, repeats: int = 10
+) -> dict[str, float]:
     """Mean milliseconds per batch of 1 and of 32 real examples, after a warm-up."""
     model.eval()
     with fast_attention(model):
         return _timed_batches(model, encoded, runtime, repeats)
 
 
-def _timed_batches(model: nn.Module, encoded: Encoded, runtime: Runtime, repeats: int) -> dict[str, float]:
+def _timed_batches(
+    model: nn.Module, encoded: Encoded, runtime: Runtime, repeats: int
+) -> dict[str, float]:
     result = {}
     for size, key in ((1, "batch_1"), (32, "batch_32")):
         batch = encoded.collate(list(range(min(size, len(encoded))))).to(runtime.device)

@@ -75,8 +75,10 @@ class FusionModels:
     rows: int
 
     def strategies(self) -> list[PredictorStrategy]:
-        return [PredictorStrategy(FUSION_LINEAR, self._predictor(self.linear)),
-                PredictorStrategy(FUSION_FOREST, self._predictor(self.forest))]
+        return [
+            PredictorStrategy(FUSION_LINEAR, self._predictor(self.linear)),
+            PredictorStrategy(FUSION_FOREST, self._predictor(self.forest)),
+        ]
 
     @staticmethod
     def _predictor(regressor: Any):
@@ -84,7 +86,7 @@ class FusionModels:
             features = state_features(state, sweep)
             layers = sorted(features)
             scores = regressor.predict(np.array([features[c] for c in layers]))
-            return {c: float(s) for c, s in zip(layers, scores)}
+            return {c: float(s) for c, s in zip(layers, scores, strict=True)}
 
         return predict
 
@@ -94,12 +96,13 @@ class FusionModels:
             "rows": self.rows,
             "features": FEATURES,
             "linear-regression": {
-                "coefficients": {f: float(c) for f, c in zip(FEATURES, coefficients)},
+                "coefficients": {f: float(c) for f, c in zip(FEATURES, coefficients, strict=True)},
                 "intercept": float(self.linear[-1].intercept_),
             },
             "random-forest": {
                 "feature_importances": {
-                    f: float(v) for f, v in zip(FEATURES, self.forest.feature_importances_)
+                    f: float(v)
+                    for f, v in zip(FEATURES, self.forest.feature_importances_, strict=True)
                 },
             },
         }
@@ -108,6 +111,7 @@ class FusionModels:
 def fit_fusion(data: FusionData, seed: int) -> FusionModels:
     """``LinearRegression`` on standardized features and the forest of method.md."""
     linear = make_pipeline(StandardScaler(), LinearRegression()).fit(data.x, data.y)
-    forest = RandomForestRegressor(n_estimators=200, min_samples_leaf=2, random_state=seed,
-                                   n_jobs=-1).fit(data.x, data.y)
+    forest = RandomForestRegressor(
+        n_estimators=200, min_samples_leaf=2, random_state=seed, n_jobs=-1
+    ).fit(data.x, data.y)
     return FusionModels(linear, forest, len(data.y))

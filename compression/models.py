@@ -44,12 +44,16 @@ class ModelInfo:
 def inspect_model_dir(path: Path) -> ModelInfo:
     """Check a model directory is loadable under the safety rules, without loading weights."""
     if not path.is_dir():
-        raise ModelError(f"model directory {path.name!r} does not exist", code="model_not_found",
-                         param="model")
+        raise ModelError(
+            f"model directory {path.name!r} does not exist", code="model_not_found", param="model"
+        )
     config_file = path / "config.json"
     if not config_file.is_file():
-        raise ModelError(f"{path.name!r} has no config.json; save the model with save_pretrained",
-                         code="model_config_missing", param="model")
+        raise ModelError(
+            f"{path.name!r} has no config.json; save the model with save_pretrained",
+            code="model_config_missing",
+            param="model",
+        )
     safetensors = sorted(path.glob("*.safetensors"))
     if not safetensors:
         pickles = sorted(p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
@@ -63,28 +67,43 @@ def inspect_model_dir(path: Path) -> ModelInfo:
     try:
         config = json.loads(config_file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ModelError(f"config.json of {path.name!r} is not valid JSON: {exc}",
-                         code="model_config_invalid", param="model") from exc
+        raise ModelError(
+            f"config.json of {path.name!r} is not valid JSON: {exc}",
+            code="model_config_invalid",
+            param="model",
+        ) from exc
     if not isinstance(config, dict):
-        raise ModelError("config.json must hold a JSON object", code="model_config_invalid",
-                         param="model")
+        raise ModelError(
+            "config.json must hold a JSON object", code="model_config_invalid", param="model"
+        )
     if config.get("auto_map"):
-        raise ModelError("the model needs custom code (config.json has auto_map); layerfuse "
-                         "never runs remote code", code="model_architecture_unsupported",
-                         param="model")
+        raise ModelError(
+            "the model needs custom code (config.json has auto_map); layerfuse "
+            "never runs remote code",
+            code="model_architecture_unsupported",
+            param="model",
+        )
     model_type = config.get("model_type")
     adapter = adapter_for(model_type)
     num_layers = config.get(adapter.num_layers_key)
     if not isinstance(num_layers, int) or num_layers < 2:
-        raise ModelError(f"config.json has {adapter.num_layers_key}={num_layers!r}; layer removal "
-                         "needs a model with at least 2 layers", code="model_too_shallow",
-                         param="model")
+        raise ModelError(
+            f"config.json has {adapter.num_layers_key}={num_layers!r}; layer removal "
+            "needs a model with at least 2 layers",
+            code="model_too_shallow",
+            param="model",
+        )
     head_labels = None
     if any(a.endswith("ForSequenceClassification") for a in config.get("architectures") or []):
         id2label = config.get("id2label") or {}
         head_labels = [str(id2label[k]) for k in sorted(id2label, key=int)]
-    return ModelInfo(path, str(model_type), num_layers, head_labels,
-                     str(config.get("_name_or_path") or path.name))
+    return ModelInfo(
+        path,
+        str(model_type),
+        num_layers,
+        head_labels,
+        str(config.get("_name_or_path") or path.name),
+    )
 
 
 def head_label_order(info: ModelInfo, train_labels: set[str]) -> list[str] | None:
@@ -117,8 +136,11 @@ def load_model(info: ModelInfo, labels: list[str], *, head_matches: bool) -> Loa
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
     except Exception as exc:  # tokenizers raise many types; all mean "unusable tokenizer files"
-        raise ModelError(f"the tokenizer of {path.name!r} cannot be loaded: {exc}",
-                         code="model_tokenizer_invalid", param="model") from exc
+        raise ModelError(
+            f"the tokenizer of {path.name!r} cannot be loaded: {exc}",
+            code="model_tokenizer_invalid",
+            param="model",
+        ) from exc
     id2label = dict(enumerate(labels))
     config = AutoConfig.from_pretrained(path, trust_remote_code=False)
     if not head_matches:
@@ -140,7 +162,9 @@ def load_model(info: ModelInfo, labels: list[str], *, head_matches: bool) -> Loa
         raise ModelError(
             f"weights for {len(body_missing)} parameters (e.g. {body_missing[0]}) are missing "
             f"from {path.name!r}: the checkpoint does not match its config.json",
-            code="model_weights_mismatch", param="model")
+            code="model_weights_mismatch",
+            param="model",
+        )
     has_head = head_matches and not any("classifier" in k for k in missing)
     return LoadedModel(model, tokenizer, adapter_for(info.model_type), info, has_head)
 
@@ -154,24 +178,28 @@ def pruned_copy(model: PreTrainedModel, adapter: Adapter, kept: list[int]) -> Pr
         # Layer indices address KV caches; keep them consistent with the new positions.
         for module in layer.modules():
             if hasattr(module, "layer_idx"):
-                module.layer_idx = new_index
+                setattr(module, "layer_idx", new_index)  # noqa: B010
     return clone
 
 
 def save_model(model: PreTrainedModel, tokenizer, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)  # type: ignore[attr-defined]
+    tokenizer.save_pretrained(out)
 
 
 @torch.no_grad()
-def reload_max_abs_diff(out: Path, model: PreTrainedModel, inputs: dict[str, torch.Tensor]) -> float:
+def reload_max_abs_diff(
+    out: Path, model: PreTrainedModel, inputs: dict[str, torch.Tensor]
+) -> float:
     """Reload ``out`` as a user would and return the largest logit difference to ``model``."""
     reloaded, loading = AutoModelForSequenceClassification.from_pretrained(
-        out, use_safetensors=True, output_loading_info=True)
+        out, use_safetensors=True, output_loading_info=True
+    )
     if loading.get("missing_keys"):
-        raise ModelError(f"the saved model lacks weights {loading['missing_keys'][:3]}",
-                         code="export_failed")
+        raise ModelError(
+            f"the saved model lacks weights {loading['missing_keys'][:3]}", code="export_failed"
+        )
     reloaded.eval()
     model.eval()
     device = next(model.parameters()).device

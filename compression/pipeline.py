@@ -85,14 +85,25 @@ def compress(
         InvalidInputError: the model, the data or the spec cannot be used (``.code``, ``.param``).
         CompressionCancelled: the cancel token fired.
     """
-    run = _Run(spec, Path(out_dir), reporter or NullReporter(), cancel or NeverCancel(),
-               Path(checkpoint_dir) if checkpoint_dir else None)
+    run = _Run(
+        spec,
+        Path(out_dir),
+        reporter or NullReporter(),
+        cancel or NeverCancel(),
+        Path(checkpoint_dir) if checkpoint_dir else None,
+    )
     return run.execute()
 
 
 class _Run:
-    def __init__(self, spec: CompressionSpec, out_dir: Path, reporter: Reporter,
-                 cancel: CancelToken, checkpoint_dir: Path | None):
+    def __init__(
+        self,
+        spec: CompressionSpec,
+        out_dir: Path,
+        reporter: Reporter,
+        cancel: CancelToken,
+        checkpoint_dir: Path | None,
+    ):
         self.spec = spec
         self.out_dir = out_dir
         self.reporter = reporter
@@ -117,8 +128,9 @@ class _Run:
         self._stage("selecting", self.select_depth)
         self._stage("distilling", self.distill)
         self._stage("exporting", self.export)
-        return CompressionResult(self.out_dir, self.report, self.summary(),
-                                 sorted(self.artifact_names))
+        return CompressionResult(
+            self.out_dir, self.report, self.summary(), sorted(self.artifact_names)
+        )
 
     def _stage(self, stage: Stage, body) -> None:
         self.tracker.enter(stage)
@@ -138,34 +150,56 @@ class _Run:
         info = inspect_model_dir(spec.model_dir)
         columns = spec.columns.model_dump()
         train = read_split(spec.train, name="train", **columns)
-        validation = read_split(spec.validation, name="validation", **columns) if spec.validation else None
+        validation = (
+            read_split(spec.validation, name="validation", **columns) if spec.validation else None
+        )
         test = read_split(spec.test, name="test", **columns) if spec.test else None
-        order = None if options.fine_tune_teacher == "always" else head_label_order(info, set(train.labels))
-        self.data: LabelledData = prepare_data(train, validation, test, seed=self.seed,
-                                               validation_fraction=options.validation_fraction,
-                                               label_order=order)
+        order = (
+            None
+            if options.fine_tune_teacher == "always"
+            else head_label_order(info, set(train.labels))
+        )
+        self.data: LabelledData = prepare_data(
+            train,
+            validation,
+            test,
+            seed=self.seed,
+            validation_fraction=options.validation_fraction,
+            label_order=order,
+        )
         self.num_layers = info.num_layers
         limit = options.max_layers_removed or self.num_layers - 1
         if limit > self.num_layers - 1:
             raise InvalidInputError(
                 f"options.max_layers_removed={limit} but the model has {self.num_layers} layers; "
                 f"at most {self.num_layers - 1} can be removed",
-                code="options_out_of_range", param="options.max_layers_removed")
+                code="options_out_of_range",
+                param="options.max_layers_removed",
+            )
         self.max_removed = limit
         validate_target(spec.target, self.num_layers, self.max_removed)
-        self.loaded: LoadedModel = load_model(info, self.data.labels, head_matches=order is not None)
-        self.model = self.loaded.model.to(self.runtime.device)
+        self.loaded: LoadedModel = load_model(
+            info, self.data.labels, head_matches=order is not None
+        )
+        self.model = self.loaded.model
+        self.model.to(self.runtime.device)  # type: ignore[arg-type]
         if options.fine_tune_teacher == "never" and not self.loaded.has_trained_head:
             raise InvalidInputError(
                 f"the model has no classification head for the labels {self.data.labels}; set "
                 "options.fine_tune_teacher to 'auto' to train one first",
-                code="model_head_missing", param="options.fine_tune_teacher")
-        self.needs_teacher = options.fine_tune_teacher == "always" or not self.loaded.has_trained_head
+                code="model_head_missing",
+                param="options.fine_tune_teacher",
+            )
+        self.needs_teacher = (
+            options.fine_tune_teacher == "always" or not self.loaded.has_trained_head
+        )
         tok = self.loaded.tokenizer
         encode = lambda split: Encoded(split, self.data.label_ids(split), tok, options.max_length)  # noqa: E731
         self.train_set = encode(self.data.train)
         self.validation = EvalSet(encode(self.data.validation), options.eval_batch_size)
-        self.test = EvalSet(encode(self.data.test), options.eval_batch_size) if self.data.test else None
+        self.test = (
+            EvalSet(encode(self.data.test), options.eval_batch_size) if self.data.test else None
+        )
         calib = stratified_subset(self.train_set.labels, options.n_calib, self.seed)
         self.calibration = self.train_set.sorted_batches(CALIBRATION_BATCH_SIZE, calib)
         self.parameters = parameter_count(self.model)
@@ -186,18 +220,29 @@ class _Run:
             "calibration": len(calib),
         }
         self.report["options"] = self.resolved_options()
-        self._event("message", f"loaded {info.model_type} with {self.num_layers} layers and "
-                    f"{len(self.data.train)} training examples on {self.runtime.device.type}"
-                    f" ({'bf16' if self.runtime.bf16 else 'fp32'})",
-                    **self.runtime.describe())
+        self._event(
+            "message",
+            f"loaded {info.model_type} with {self.num_layers} layers and "
+            f"{len(self.data.train)} training examples on {self.runtime.device.type}"
+            f" ({'bf16' if self.runtime.bf16 else 'fp32'})",
+            **self.runtime.describe(),
+        )
 
     def resolved_options(self) -> dict[str, Any]:
         """The spec with defaults filled in; file paths reduced to their names (no server paths)."""
         spec = self.spec
-        resolved = spec.model_dump(mode="json", exclude={"model_dir", "train", "validation", "test"})
-        resolved["files"] = {k: (p.name if p else None) for k, p in (
-            ("model", spec.model_dir), ("train", spec.train), ("validation", spec.validation),
-            ("test", spec.test))}
+        resolved = spec.model_dump(
+            mode="json", exclude={"model_dir", "train", "validation", "test"}
+        )
+        resolved["files"] = {
+            k: (p.name if p else None)
+            for k, p in (
+                ("model", spec.model_dir),
+                ("train", spec.train),
+                ("validation", spec.validation),
+                ("test", spec.test),
+            )
+        }
         resolved["walked_strategies"] = spec.walked_strategies()
         resolved["options"]["max_layers_removed"] = self.max_removed
         lr = default_learning_rate(self.parameters)
@@ -212,20 +257,29 @@ class _Run:
         options = self.options
         checkpoint = self.checkpoint_dir / "teacher.pt" if self.checkpoint_dir else None
         if checkpoint is not None and checkpoint.is_file():
-            self.model.load_state_dict(torch.load(checkpoint, map_location=self.runtime.device,
-                                                  weights_only=True))
+            self.model.load_state_dict(
+                torch.load(checkpoint, map_location=self.runtime.device, weights_only=True)
+            )
             self.report["teacher"] = {"fine_tuned": True, "resumed_from_checkpoint": True}
             self._event("message", "teacher restored from the job's checkpoint")
             return
         result = train(
-            self.model, self.train_set, self.validation, self.runtime,
+            self.model,
+            self.train_set,
+            self.validation,
+            self.runtime,
             epochs=options.teacher_epochs,
             learning_rate=options.teacher_learning_rate or default_learning_rate(self.parameters),
-            batch_size=self.spec.distillation.batch_size, seed=self.seed,
+            batch_size=self.spec.distillation.batch_size,
+            seed=self.seed,
             on_batch=self.tracker.update,
             on_epoch=lambda epoch, m: self._event(
-                "metrics", f"teacher epoch {epoch}: validation accuracy {m['accuracy']:.3f}",
-                epoch=epoch, val_accuracy=m["accuracy"], val_loss=m["loss"]),
+                "metrics",
+                f"teacher epoch {epoch}: validation accuracy {m['accuracy']:.3f}",
+                epoch=epoch,
+                val_accuracy=m["accuracy"],
+                val_loss=m["loss"],
+            ),
         )
         self.report["teacher"] = {"fine_tuned": True, **_train_report(result)}
         if checkpoint is not None:
@@ -238,13 +292,18 @@ class _Run:
         self.report.setdefault("teacher", {"fine_tuned": False})
         validation = self.validation.evaluate(self.model, self.runtime, self.tracker.update)
         test = self.test.evaluate(self.model, self.runtime) if self.test else None
-        self.baseline = {"validation": validation, "test": test}
+        self.baseline: dict[str, Metrics | None] = {"validation": validation, "test": test}
+        self.baseline_accuracy = validation["accuracy"]
         self.report["baseline"] = {
             **self.baseline,
             "latency_ms": self._latency(self.model),
         }
-        self._event("metrics", f"full model: validation accuracy {validation['accuracy']:.3f}",
-                    val_accuracy=validation["accuracy"], test_accuracy=test and test["accuracy"])
+        self._event(
+            "metrics",
+            f"full model: validation accuracy {validation['accuracy']:.3f}",
+            val_accuracy=validation["accuracy"],
+            test_accuracy=test and test["accuracy"],
+        )
 
     def _latency(self, model) -> dict[str, float] | None:
         if not self.options.measure_latency:
@@ -260,7 +319,9 @@ class _Run:
             if sid in SIGNAL_IDS:
                 strategies.append(SignalStrategy(sid))
             elif sid == RANDOM:
-                strategies += [RandomStrategy(i, self.seed) for i in range(self.options.random_seeds)]
+                strategies += [
+                    RandomStrategy(i, self.seed) for i in range(self.options.random_seeds)
+                ]
             elif sid == "drop-top":
                 strategies.append(DropTopStrategy())
             elif sid == "block-influence":
@@ -273,8 +334,17 @@ class _Run:
         checkpoint = self.checkpoint_dir / "sweep.json" if self.checkpoint_dir else None
         if checkpoint is not None:
             checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        self.sweep = Sweep(self.model, self.loaded.adapter, self.calibration, self.validation,
-                           self.test, self.runtime, self.seed, self._on_work, checkpoint)
+        self.sweep = Sweep(
+            self.model,
+            self.loaded.adapter,
+            self.calibration,
+            self.validation,
+            self.test,
+            self.runtime,
+            self.seed,
+            self._on_work,
+            checkpoint,
+        )
         self.sweep.metrics.setdefault(EMPTY, self.baseline)
         self.probe_steps: list[Step] = []
         if probe:
@@ -282,10 +352,16 @@ class _Run:
             self._work_done += self.num_layers
         self.trajectories: dict[str, Trajectory] = {}
         for strategy in strategies:
-            self.trajectories[strategy.id] = self.sweep.walk(strategy, self.max_removed, self._on_step)
-        self._event("message", f"sweep done: {self.sweep.measurements} measurements, "
-                    f"{self.sweep.cache_hits} answered from the per-state cache",
-                    measurements=self.sweep.measurements, cache_hits=self.sweep.cache_hits)
+            self.trajectories[strategy.id] = self.sweep.walk(
+                strategy, self.max_removed, self._on_step
+            )
+        self._event(
+            "message",
+            f"sweep done: {self.sweep.measurements} measurements, "
+            f"{self.sweep.cache_hits} answered from the per-state cache",
+            measurements=self.sweep.measurements,
+            cache_hits=self.sweep.cache_hits,
+        )
 
     def _on_work(self, fraction: float) -> None:
         self.tracker.update(min((self._work_done + fraction) / self._work_total, 1.0))
@@ -295,18 +371,27 @@ class _Run:
         validation = self.sweep.metrics[step.after]["validation"]
         assert validation is not None
         k = len(step.after)
-        self._event("metrics", f"{trajectory.strategy} removed layer {step.layer} (k={k}): "
-                    f"validation accuracy {validation['accuracy']:.3f}",
-                    strategy=trajectory.strategy, k=k, layer=step.layer,
-                    val_accuracy=validation["accuracy"])
+        self._event(
+            "metrics",
+            f"{trajectory.strategy} removed layer {step.layer} (k={k}): "
+            f"validation accuracy {validation['accuracy']:.3f}",
+            strategy=trajectory.strategy,
+            k=k,
+            layer=step.layer,
+            val_accuracy=validation["accuracy"],
+        )
 
     # -- 5. fusion ------------------------------------------------------------------------------
 
     def fuse(self) -> None:
         self.fusion: FusionModels | None = None
         if not self.wants_fusion:
-            self.report["fusion"] = {"rows": 0, "features": [], "linear-regression": {"coefficients": {}},
-                                     "random-forest": {"feature_importances": {}}}
+            self.report["fusion"] = {
+                "rows": 0,
+                "features": [],
+                "linear-regression": {"coefficients": {}},
+                "random-forest": {"feature_importances": {}},
+            }
             return
         steps = self.probe_steps + [s for t in self.trajectories.values() for s in t.steps]
         self.fusion = fit_fusion(build_rows(steps, self.sweep), self.seed)
@@ -314,31 +399,45 @@ class _Run:
         self._work_done, self._work_total = 0, len(self.wants_fusion) * self.max_removed
         for strategy in self.fusion.strategies():
             if strategy.id in self.wants_fusion:
-                self.trajectories[strategy.id] = self.sweep.walk(strategy, self.max_removed,
-                                                                 self._on_step)
+                self.trajectories[strategy.id] = self.sweep.walk(
+                    strategy, self.max_removed, self._on_step
+                )
 
     # -- 6. select ------------------------------------------------------------------------------
 
     def select_depth(self) -> None:
         curves = {sid: self.sweep.curve(t) for sid, t in self.trajectories.items()}
-        self.selection: Selection = select(curves, self.spec.strategy, self.spec.target,
-                                           self.num_layers, self.baseline["validation"]["accuracy"])
+        self.selection: Selection = select(
+            curves,
+            self.spec.strategy,
+            self.spec.target,
+            self.num_layers,
+            self.baseline_accuracy,
+        )
         self.report["strategies"] = self._strategies_report(curves)
         self.report["signals"] = self._signals_report()
         self.report["selection"] = self.selection.to_report(self.spec.target)
         s = self.selection
         note = "" if s.met_target else " (no depth met the target; the model is kept whole)"
-        self._event("message", f"selected {s.strategy}: remove layers {s.removed_layers} "
-                    f"(k={s.layers_removed}), validation accuracy {s.validation_accuracy:.3f}{note}",
-                    strategy=s.strategy, removed_layers=s.removed_layers, met_target=s.met_target)
+        self._event(
+            "message",
+            f"selected {s.strategy}: remove layers {s.removed_layers} "
+            f"(k={s.layers_removed}), validation accuracy {s.validation_accuracy:.3f}{note}",
+            strategy=s.strategy,
+            removed_layers=s.removed_layers,
+            met_target=s.met_target,
+        )
 
     def _strategies_report(self, curves: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         report: dict[str, Any] = {}
         seeds = [sid for sid in curves if sid.startswith(f"{RANDOM}/")]
         for sid, trajectory in self.trajectories.items():
             if sid.startswith(f"{RANDOM}/") and seeds and sid == seeds[0]:
-                report[RANDOM] = {"removal_order": [], "seeds": seeds,
-                                  "curve": _mean_curve([curves[s] for s in seeds])}
+                report[RANDOM] = {
+                    "removal_order": [],
+                    "seeds": seeds,
+                    "curve": _mean_curve([curves[s] for s in seeds]),
+                }
             report[sid] = {"removal_order": trajectory.removal_order, "curve": curves[sid]}
         return report
 
@@ -346,9 +445,14 @@ class _Run:
         rows = []
         for state in sorted(self.sweep.signals, key=lambda s: (len(s), sorted(s))):
             for layer, values in sorted(self.sweep.signals[state].items()):
-                rows.append({"removed": sorted(state), "layer": layer,
-                             **{sid: values[sid] for sid in SIGNAL_IDS},
-                             BLOCK_INFLUENCE: values[BLOCK_INFLUENCE]})
+                rows.append(
+                    {
+                        "removed": sorted(state),
+                        "layer": layer,
+                        **{sid: values[sid] for sid in SIGNAL_IDS},
+                        BLOCK_INFLUENCE: values[BLOCK_INFLUENCE],
+                    }
+                )
         return rows
 
     # -- 7. distill -----------------------------------------------------------------------------
@@ -365,23 +469,38 @@ class _Run:
             teacher_logits = predict(self.model, train_batches, self.runtime, len(self.train_set))
             del self.model  # the teacher is only needed through its cached logits from here on
             result = train(
-                self.student, self.train_set, self.validation, self.runtime,
+                self.student,
+                self.train_set,
+                self.validation,
+                self.runtime,
                 epochs=kd.epochs,
                 learning_rate=kd.learning_rate or default_learning_rate(self.parameters),
-                batch_size=kd.batch_size, seed=self.seed,
+                batch_size=kd.batch_size,
+                seed=self.seed,
                 distill=Distill(teacher_logits, kd.temperature, kd.alpha),
                 on_batch=self.tracker.update,
                 on_epoch=lambda epoch, m: self._event(
-                    "metrics", f"distillation epoch {epoch}: validation accuracy {m['accuracy']:.3f}",
-                    epoch=epoch, val_accuracy=m["accuracy"], val_loss=m["loss"]),
+                    "metrics",
+                    f"distillation epoch {epoch}: validation accuracy {m['accuracy']:.3f}",
+                    epoch=epoch,
+                    val_accuracy=m["accuracy"],
+                    val_loss=m["loss"],
+                ),
             )
-            after = {"validation": result.best,
-                     "test": self.test.evaluate(self.student, self.runtime) if self.test else None}
+            after = {
+                "validation": result.best,
+                "test": self.test.evaluate(self.student, self.runtime) if self.test else None,
+            }
             epochs_run, detail = result.epochs_run, _train_report(result)
         self.after = after
         self.report["distillation"] = {
-            "enabled": enabled, "before": before, "after": after, "epochs_run": epochs_run,
-            "temperature": kd.temperature, "alpha": kd.alpha, **detail,
+            "enabled": enabled,
+            "before": before,
+            "after": after,
+            "epochs_run": epochs_run,
+            "temperature": kd.temperature,
+            "alpha": kd.alpha,
+            **detail,
         }
 
     # -- 8. export ------------------------------------------------------------------------------
@@ -394,17 +513,23 @@ class _Run:
         probe = self.validation.batches[0].inputs
         diff = reload_max_abs_diff(model_dir, self.student, probe)
         if diff > MAX_RELOAD_DIFF:
-            raise RuntimeError(f"the saved model's logits differ from the trained model's by {diff}")
+            raise RuntimeError(
+                f"the saved model's logits differ from the trained model's by {diff}"
+            )
         parameters = parameter_count(self.student)
         final_size = size_mb(parameters)
         validation, test = self.after["validation"], self.after["test"]
         basis = "test" if test else "validation"
-        original_ratio = 100 * self.baseline[basis]["accuracy"] / size_mb(self.parameters)
-        final_ratio = 100 * self.after[basis]["accuracy"] / final_size
+        original, final = self.baseline[basis], self.after[basis]
+        assert original is not None and final is not None
+        original_ratio = 100 * original["accuracy"] / size_mb(self.parameters)
+        final_ratio = 100 * final["accuracy"] / final_size
         self.report["final"] = {
-            "validation": validation, "test": test,
+            "validation": validation,
+            "test": test,
             "num_layers": len(self.selection.kept_layers),
-            "parameters": parameters, "size_mb": final_size,
+            "parameters": parameters,
+            "size_mb": final_size,
             "safetensors_bytes": sum(p.stat().st_size for p in model_dir.glob("*.safetensors")),
             "latency_ms": self._latency(self.student),
             "accuracy_to_size_ratio": final_ratio,
@@ -412,15 +537,19 @@ class _Run:
             "improvement_factor": final_ratio / original_ratio,
             "ratio_basis": f"{basis} accuracy in % / size in MB",
             "note": "Layer pruning alone cannot reach the paper's 18.84x: the embeddings stay. "
-                    "The factor is reported as measured.",
+            "The factor is reported as measured.",
         }
         self.report["export"] = {"reload_max_abs_logit_diff": diff}
         self.timings["exporting"] = round(time.perf_counter() - self._stage_started, 3)
         self.timings["total"] = round(time.perf_counter() - self._started, 3)
         self.report["timings"] = self.timings
-        self.report["sweep"] = {"measurements": self.sweep.measurements,
-                                "cache_hits": self.sweep.cache_hits}
-        card = dict(base_model=self.report["model"]["base_model"], dataset_name=self.spec.train.stem)
+        self.report["sweep"] = {
+            "measurements": self.sweep.measurements,
+            "cache_hits": self.sweep.cache_hits,
+        }
+        card = dict(
+            base_model=self.report["model"]["base_model"], dataset_name=self.spec.train.stem
+        )
         artefacts.write_model_card(self.report, model_dir / "README.md", **card)
         artefacts.write_model_card(self.report, out / "model_card.md", **card)
         artefacts.write_signals_csv(self.report, out / "signals.csv")
@@ -428,7 +557,8 @@ class _Run:
         artefacts.plot_signals_heatmap(self.report, out / "signals.png")
         artefacts.write_report(self.report, out / "report.json")
         self.artifact_names = list(ARTIFACT_NAMES) + [
-            f"model/{p.name}" for p in sorted(model_dir.iterdir()) if p.is_file()]
+            f"model/{p.name}" for p in sorted(model_dir.iterdir()) if p.is_file()
+        ]
         for name in ARTIFACT_NAMES:
             self._event("artifact", f"wrote {name}", name=name)
 
@@ -443,7 +573,10 @@ class _Run:
             "final": {"validation": self.after["validation"], "test": self.after["test"]},
             "parameters": {"before": self.parameters, "after": r["final"]["parameters"]},
             "size_mb": {"before": r["model"]["size_mb"], "after": r["final"]["size_mb"]},
-            "latency_ms": {"before": r["baseline"]["latency_ms"], "after": r["final"]["latency_ms"]},
+            "latency_ms": {
+                "before": r["baseline"]["latency_ms"],
+                "after": r["final"]["latency_ms"],
+            },
             "accuracy_to_size_ratio": r["final"]["accuracy_to_size_ratio"],
             "improvement_factor": r["final"]["improvement_factor"],
             "artifacts": sorted(self.artifact_names),
@@ -451,14 +584,17 @@ class _Run:
 
 
 def _train_report(result: TrainResult) -> dict[str, Any]:
-    return {"best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
-            "history": result.history}
+    return {
+        "best_epoch": result.best_epoch,
+        "epochs_run": result.epochs_run,
+        "history": result.history,
+    }
 
 
 def _mean_curve(curves: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """The seeds' mean at each depth (validation and test metrics averaged key by key)."""
     mean = []
-    for points in zip(*curves):
+    for points in zip(*curves, strict=True):
         entry: dict[str, Any] = {"layers_removed": points[0]["layers_removed"], "removed": []}
         for split in ("validation", "test"):
             if points[0][split] is None:

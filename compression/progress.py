@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 from .errors import CompressionCancelled
 
@@ -94,7 +94,7 @@ class ProgressTracker:
     Stage weights are rough shares of wall time on a 6-layer model; they only shape the bar.
     """
 
-    WEIGHTS: dict[Stage, float] = {
+    WEIGHTS: ClassVar[dict[Stage, float]] = {
         "preparing": 0.03,
         "fine_tuning_teacher": 0.25,
         "evaluating_baseline": 0.02,

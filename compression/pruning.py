@@ -20,8 +20,9 @@ def kept_layers(num_layers: int, removed: Iterable[int]) -> list[int]:
 
 
 @contextlib.contextmanager
-def layers_removed(model: nn.Module, adapter: Adapter, all_layers: list[nn.Module],
-                   removed: Iterable[int]) -> Iterator[list[int]]:
+def layers_removed(
+    model: nn.Module, adapter: Adapter, all_layers: list[nn.Module], removed: Iterable[int]
+) -> Iterator[list[int]]:
     """Within the block, ``model`` runs without the original layers in ``removed``.
 
     Args:

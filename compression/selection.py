@@ -48,15 +48,22 @@ def validate_target(target: Target, num_layers: int, max_removed: int) -> None:
         raise InvalidInputError(
             f"{target.describe()} asks to remove {k} of the model's {num_layers} layers; between "
             f"1 and {max_removed} can be removed (options.max_layers_removed)",
-            code="target_out_of_range", param=param)
+            code="target_out_of_range",
+            param=param,
+        )
 
 
 def _accuracy(point: dict[str, Any]) -> float:
     return float(point["validation"]["accuracy"])
 
 
-def select(curves: dict[str, Curve], strategy: str, target: Target, num_layers: int,
-           baseline_accuracy: float) -> Selection:
+def select(
+    curves: dict[str, Curve],
+    strategy: str,
+    target: Target,
+    num_layers: int,
+    baseline_accuracy: float,
+) -> Selection:
     """Apply the job's target to the walked curves.
 
     ``curves`` maps real trajectories (``random/seed-N`` included, the seeds' mean excluded) to
@@ -70,24 +77,34 @@ def select(curves: dict[str, Curve], strategy: str, target: Target, num_layers: 
     met = True
     if target.layers_to_remove is not None or target.keep_layers is not None:
         validate_target(target, num_layers, max_k)
-        k = (target.layers_to_remove if target.layers_to_remove is not None
-             else num_layers - (target.keep_layers or 0))
+        k = (
+            target.layers_to_remove
+            if target.layers_to_remove is not None
+            else num_layers - (target.keep_layers or 0)
+        )
         options = [(name, k) for name in candidates]
     elif target.select == "best":
         options = [(name, k) for name in candidates for k in range(1, max_k + 1)]
     else:
         floor = baseline_accuracy - (target.max_accuracy_drop or 0.0)
-        passing = [(name, k) for name in candidates for k in range(1, max_k + 1)
-                   if _accuracy(candidates[name][k]) >= floor]
+        passing = [
+            (name, k)
+            for name in candidates
+            for k in range(1, max_k + 1)
+            if _accuracy(candidates[name][k]) >= floor
+        ]
         if passing:
             deepest = max(k for _, k in passing)
             options = [(name, k) for name, k in passing if k == deepest]
         else:
             # Nothing meets the target: keep the model whole rather than break the promise.
             options, met = [(name, 0) for name in candidates], False
-    name, k = max(options, key=lambda o: (_accuracy(candidates[o[0]][o[1]]), o[1],
-                                          -list(candidates).index(o[0])))
+    name, k = max(
+        options,
+        key=lambda o: (_accuracy(candidates[o[0]][o[1]]), o[1], -list(candidates).index(o[0])),
+    )
     point = candidates[name][k]
     removed = sorted(point["removed"])
-    return Selection(name, k, removed, [i for i in range(num_layers) if i not in removed],
-                     _accuracy(point), met)
+    return Selection(
+        name, k, removed, [i for i in range(num_layers) if i not in removed], _accuracy(point), met
+    )

@@ -120,7 +120,9 @@ def canonical_correlations(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 @signal("redundancy-mi")
 def redundancy_mi(s: LayerStats) -> float:
-    rho = np.clip(canonical_correlations(s.components_in, s.components_out), 0.0, MAX_CANONICAL_CORRELATION)
+    rho = np.clip(
+        canonical_correlations(s.components_in, s.components_out), 0.0, MAX_CANONICAL_CORRELATION
+    )
     return float(-0.5 * np.log1p(-(rho**2)).sum())
 
 
@@ -137,7 +139,11 @@ def gradient_norm(s: LayerStats) -> float:
 @signal("gradient-taylor")
 def gradient_taylor(s: LayerStats) -> float:
     assert s.grad_mean is not None
-    return float(sum((p.detach().float() * g).abs().sum() for p, g in zip(s.params, s.grad_mean)))
+    return float(
+        sum(
+            (p.detach().float() * g).abs().sum() for p, g in zip(s.params, s.grad_mean, strict=True)
+        )
+    )
 
 
 @signal("weight-entropy")
@@ -169,12 +175,13 @@ def block_influence(s: LayerStats) -> float:
 
 
 def linear_weights(layer: nn.Module) -> torch.Tensor:
-    return torch.cat([m.weight.detach().float().flatten()
-                      for m in layer.modules() if isinstance(m, nn.Linear)])
+    return torch.cat(
+        [m.weight.detach().float().flatten() for m in layer.modules() if isinstance(m, nn.Linear)]
+    )
 
 
 def _first_tensor(value: object) -> torch.Tensor:
-    return value[0] if isinstance(value, tuple) else value  # type: ignore[return-value,index]
+    return value[0] if isinstance(value, tuple) else value  # type: ignore[return-value]
 
 
 class _Collector:
@@ -183,12 +190,16 @@ class _Collector:
     def __init__(self, adapter: Adapter, layers: list[nn.Module], stats: list[LayerStats]):
         self.mask: torch.Tensor | None = None  # (batch, seq) bool, set before each forward
         self.handles = []
-        for layer, st in zip(layers, stats):
+        for layer, st in zip(layers, stats, strict=True):
             self.handles += [
                 layer.register_forward_hook(self._on_layer(st), with_kwargs=True),
-                adapter.ffn_output(layer).register_forward_pre_hook(self._on_activation(st)),
-                adapter.self_attention(layer).register_forward_hook(self._on_attention(st)),
+                adapter.ffn_output_of(layer).register_forward_pre_hook(self._on_activation(st)),
+                adapter.self_attention_of(layer).register_forward_hook(self._on_attention(st)),
             ]
+
+    def _current_mask(self) -> torch.Tensor:
+        assert self.mask is not None, "set the batch's attention mask before the forward pass"
+        return self.mask
 
     def close(self) -> None:
         for handle in self.handles:
@@ -196,7 +207,7 @@ class _Collector:
 
     def _on_layer(self, st: LayerStats):
         def hook(module, args, kwargs, output):
-            mask = self.mask
+            mask = self._current_mask()
             x_in = (args[0] if args else kwargs["hidden_states"]).detach().float()
             x_out = _first_tensor(output).detach().float()  # (batch, seq, hidden)
             m = mask.unsqueeze(-1).float()
@@ -210,7 +221,7 @@ class _Collector:
 
     def _on_activation(self, st: LayerStats):
         def hook(module, args):
-            a = args[0].detach().float()[self.mask]  # (valid tokens, intermediate)
+            a = args[0].detach().float()[self._current_mask()]  # (valid tokens, intermediate)
             st.act_sum += float(a.sum())
             st.act_units += a.numel()
             sq = (a * a).sum(dim=-1)
@@ -223,10 +234,12 @@ class _Collector:
         def hook(module, args, output):
             probs = output[1]
             if probs is None:
-                raise RuntimeError("attention probabilities are missing: load the model with "
-                                   "attn_implementation='eager'")
+                raise RuntimeError(
+                    "attention probabilities are missing: load the model with "
+                    "attn_implementation='eager'"
+                )
             probs = probs.detach().float()  # (batch, heads, query, key)
-            mask = self.mask
+            mask = self._current_mask()
             n_keys = mask.sum(dim=1).float()  # (batch,)
             query = mask.unsqueeze(1).expand(-1, probs.shape[1], -1)  # (batch, heads, query)
             st.attn_max_sum += float(probs.amax(dim=-1)[query].sum())
@@ -262,8 +275,14 @@ def measure_state(
     stats = []
     for layer in layers:
         params = [p for p in layer.parameters() if p.requires_grad]
-        stats.append(LayerStats(weights=linear_weights(layer), seed=seed, params=params,
-                                grad_mean=[torch.zeros_like(p, dtype=torch.float32) for p in params]))
+        stats.append(
+            LayerStats(
+                weights=linear_weights(layer),
+                seed=seed,
+                params=params,
+                grad_mean=[torch.zeros_like(p, dtype=torch.float32) for p in params],
+            )
+        )
     total = sum(len(b) for b in batches)
     collector = _Collector(adapter, layers, stats)
     was_training = model.training
@@ -280,7 +299,7 @@ def measure_state(
             for st in stats:
                 st.labels.append(batch.labels.cpu().numpy())
                 squared = 0.0
-                for p, g_mean in zip(st.params, st.grad_mean or []):
+                for p, g_mean in zip(st.params, st.grad_mean or [], strict=True):
                     g = p.grad.detach().float() if p.grad is not None else torch.zeros_like(g_mean)
                     squared += float((g * g).sum())
                     g_mean.add_(g, alpha=len(batch) / total)
@@ -293,7 +312,7 @@ def measure_state(
         model.zero_grad(set_to_none=True)
         model.train(was_training)
     result = {}
-    for layer_id, st in zip(layer_ids, stats):
+    for layer_id, st in zip(layer_ids, stats, strict=True):
         values = {sid: float(REGISTRY[sid](st)) for sid in SIGNAL_IDS}
         values[BLOCK_INFLUENCE] = block_influence(st)
         result[layer_id] = values

@@ -111,7 +111,9 @@ class MethodSpec(_Strict):
     @classmethod
     def _known_strategy(cls, value: str) -> str:
         if value != AUTO and value not in STRATEGY_IDS:
-            raise ValueError(f"unknown strategy {value!r}; use 'auto' or one of {list(STRATEGY_IDS)}")
+            raise ValueError(
+                f"unknown strategy {value!r}; use 'auto' or one of {list(STRATEGY_IDS)}"
+            )
         return value
 
     @field_validator("strategies")

@@ -87,7 +87,9 @@ class BlockInfluenceStrategy:
 
     def choose(self, state: State, sweep: Sweep) -> int:
         signals = sweep.state_signals(state)
-        return pick({layer: values[BLOCK_INFLUENCE] for layer, values in signals.items()}, highest=False)
+        return pick(
+            {layer: values[BLOCK_INFLUENCE] for layer, values in signals.items()}, highest=False
+        )
 
 
 @dataclass

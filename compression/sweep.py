@@ -103,8 +103,15 @@ class Sweep:
             self.cache_hits += 1
             return self.signals[state]
         with layers_removed(self.model, self.adapter, self.all_layers, state) as kept:
-            self.signals[state] = measure_state(self.model, self.adapter, kept, self.calibration,
-                                                self.runtime, self.seed, self.on_work)
+            self.signals[state] = measure_state(
+                self.model,
+                self.adapter,
+                kept,
+                self.calibration,
+                self.runtime,
+                self.seed,
+                self.on_work,
+            )
         self.measurements += 1
         self._save()
         return self.signals[state]
@@ -123,8 +130,12 @@ class Sweep:
         self._save()
         return result
 
-    def walk(self, strategy: Strategy, max_removed: int,
-             on_step: Callable[[Trajectory, Step], None] = lambda t, s: None) -> Trajectory:
+    def walk(
+        self,
+        strategy: Strategy,
+        max_removed: int,
+        on_step: Callable[[Trajectory, Step], None] = lambda t, s: None,
+    ) -> Trajectory:
         """Remove one layer at a time from the full model down to ``max_removed`` removed.
 
         Every state the walk leaves is measured (signals), so each step can become a fusion
@@ -154,8 +165,12 @@ class Sweep:
 
     def curve(self, trajectory: Trajectory) -> list[dict[str, Any]]:
         return [
-            {"layers_removed": len(state), "removed": sorted(state),
-             "validation": self.metrics[state]["validation"], "test": self.metrics[state]["test"]}
+            {
+                "layers_removed": len(state),
+                "removed": sorted(state),
+                "validation": self.metrics[state]["validation"],
+                "test": self.metrics[state]["test"],
+            }
             for state in trajectory.states()
         ]
 
@@ -163,8 +178,10 @@ class Sweep:
         if self.checkpoint is None:
             return
         payload = {
-            "signals": {_key(s): {str(k): v for k, v in layers.items()}
-                        for s, layers in self.signals.items()},
+            "signals": {
+                _key(s): {str(k): v for k, v in layers.items()}
+                for s, layers in self.signals.items()
+            },
             "metrics": {_key(s): m for s, m in self.metrics.items()},
         }
         tmp = self.checkpoint.with_suffix(".tmp")
@@ -173,6 +190,8 @@ class Sweep:
 
     def _load(self, path: Path) -> None:
         payload = json.loads(path.read_text())
-        self.signals = {_state(s): {int(k): v for k, v in layers.items()}
-                        for s, layers in payload["signals"].items()}
+        self.signals = {
+            _state(s): {int(k): v for k, v in layers.items()}
+            for s, layers in payload["signals"].items()
+        }
         self.metrics = {_state(s): m for s, m in payload["metrics"].items()}

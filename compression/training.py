@@ -46,12 +46,20 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def kd_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor,
-            temperature: float, alpha: float) -> torch.Tensor:
+def kd_loss(
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    labels: torch.Tensor,
+    temperature: float,
+    alpha: float,
+) -> torch.Tensor:
     """α·T²·KL(softmax(z_t/T) ‖ softmax(z_s/T)) + (1 − α)·CE(z_s, y)."""
-    kl = F.kl_div(F.log_softmax(student / temperature, dim=-1),
-                  F.log_softmax(teacher / temperature, dim=-1),
-                  log_target=True, reduction="batchmean")
+    kl = F.kl_div(
+        F.log_softmax(student / temperature, dim=-1),
+        F.log_softmax(teacher / temperature, dim=-1),
+        log_target=True,
+        reduction="batchmean",
+    )
     return alpha * temperature**2 * kl + (1 - alpha) * F.cross_entropy(student, labels)
 
 
@@ -77,7 +85,8 @@ def train(
     warmup = max(1, int(WARMUP_FRACTION * total))
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=WEIGHT_DECAY)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: (s + 1) / warmup if s < warmup else max(0.0, (total - s) / (total - warmup))
+        optimizer,
+        lambda s: (s + 1) / warmup if s < warmup else max(0.0, (total - s) / (total - warmup)),
     )
     best = validation.evaluate(model, runtime)
     result = TrainResult(0, 0, best, [{"epoch": 0, **best}])

@@ -16,7 +16,10 @@ CUES = {
     "neutral": ["table", "chair", "window", "paper"],
     "positive": ["great", "lovely", "good", "superb"],
 }
-FILLER = "the a movie book was is really quite very it this that and of day night story plot".split()
+FILLER = [
+    *["the", "a", "movie", "book", "was", "is", "really", "quite", "very", "it", "this", "that"],
+    *["and", "of", "day", "night", "story", "plot"],
+]
 
 
 def synthetic_rows(n: int, seed: int = 0, pair: bool = False) -> list[dict[str, str]]:
@@ -50,7 +53,9 @@ def train_tokenizer(corpus: list[str]):
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.train_from_iterator(corpus, trainers.WordPieceTrainer(vocab_size=300, special_tokens=special))
+    tok.train_from_iterator(
+        corpus, trainers.WordPieceTrainer(vocab_size=300, special_tokens=special)
+    )
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
@@ -83,19 +88,46 @@ def make_model_dir(
     )
 
     torch.manual_seed(seed)
-    tokenizer = train_tokenizer([r["text"] + " " + r.get("text_pair", "") for r in synthetic_rows(300, pair=True)])
+    tokenizer = train_tokenizer(
+        [r["text"] + " " + r.get("text_pair", "") for r in synthetic_rows(300, pair=True)]
+    )
     sizes = {
-        "bert": dict(num_hidden_layers=num_layers, hidden_size=hidden, num_attention_heads=4,
-                     intermediate_size=hidden * 2, max_position_embeddings=128),
-        "roberta": dict(num_hidden_layers=num_layers, hidden_size=hidden, num_attention_heads=4,
-                        intermediate_size=hidden * 2, max_position_embeddings=130),
-        "xlm-roberta": dict(num_hidden_layers=num_layers, hidden_size=hidden, num_attention_heads=4,
-                            intermediate_size=hidden * 2, max_position_embeddings=130),
-        "electra": dict(num_hidden_layers=num_layers, hidden_size=hidden, num_attention_heads=4,
-                        intermediate_size=hidden * 2, embedding_size=hidden,
-                        max_position_embeddings=128),
-        "distilbert": dict(n_layers=num_layers, dim=hidden, n_heads=4, hidden_dim=hidden * 2,
-                           max_position_embeddings=128),
+        "bert": dict(
+            num_hidden_layers=num_layers,
+            hidden_size=hidden,
+            num_attention_heads=4,
+            intermediate_size=hidden * 2,
+            max_position_embeddings=128,
+        ),
+        "roberta": dict(
+            num_hidden_layers=num_layers,
+            hidden_size=hidden,
+            num_attention_heads=4,
+            intermediate_size=hidden * 2,
+            max_position_embeddings=130,
+        ),
+        "xlm-roberta": dict(
+            num_hidden_layers=num_layers,
+            hidden_size=hidden,
+            num_attention_heads=4,
+            intermediate_size=hidden * 2,
+            max_position_embeddings=130,
+        ),
+        "electra": dict(
+            num_hidden_layers=num_layers,
+            hidden_size=hidden,
+            num_attention_heads=4,
+            intermediate_size=hidden * 2,
+            embedding_size=hidden,
+            max_position_embeddings=128,
+        ),
+        "distilbert": dict(
+            n_layers=num_layers,
+            dim=hidden,
+            n_heads=4,
+            hidden_dim=hidden * 2,
+            max_position_embeddings=128,
+        ),
     }[model_type]
     config = AutoConfig.for_model(
         model_type, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, **sizes

@@ -13,24 +13,41 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 def add_method_arguments(parser: argparse.ArgumentParser) -> None:
     """The options ``compress`` and ``submit`` share (api.md, Command line)."""
     data = parser.add_argument_group("data")
-    data.add_argument("--train", required=True, type=Path, help="training split (JSONL, CSV, TSV or Parquet)")
-    data.add_argument("--validation", type=Path, help="validation split (default: 10%% of train, stratified)")
+    data.add_argument(
+        "--train", required=True, type=Path, help="training split (JSONL, CSV, TSV or Parquet)"
+    )
+    data.add_argument(
+        "--validation", type=Path, help="validation split (default: 10%% of train, stratified)"
+    )
     data.add_argument("--test", type=Path, help="test split, for reporting only")
     data.add_argument("--text-column", default="text")
     data.add_argument("--text-pair-column", default=None)
     data.add_argument("--label-column", default="label")
     method = parser.add_argument_group("method")
-    method.add_argument("--strategy", default="fusion-random-forest",
-                        help="strategy of the final model: a strategy id or 'auto'")
-    method.add_argument("--strategies", default="all",
-                        help="trajectories the sweep walks: 'all' or a comma-separated list of ids")
+    method.add_argument(
+        "--strategy",
+        default="fusion-random-forest",
+        help="strategy of the final model: a strategy id or 'auto'",
+    )
+    method.add_argument(
+        "--strategies",
+        default="all",
+        help="trajectories the sweep walks: 'all' or a comma-separated list of ids",
+    )
     target = method.add_mutually_exclusive_group()
     target.add_argument("--layers-to-remove", type=int, metavar="K")
     target.add_argument("--keep-layers", type=int, metavar="M")
-    target.add_argument("--max-accuracy-drop", type=float, metavar="D",
-                        help="deepest removal within D of the baseline validation accuracy (default 0.01)")
-    target.add_argument("--select-best", action="store_true",
-                        help="the depth with the highest validation accuracy (the paper's criterion)")
+    target.add_argument(
+        "--max-accuracy-drop",
+        type=float,
+        metavar="D",
+        help="deepest removal within D of the baseline validation accuracy (default 0.01)",
+    )
+    target.add_argument(
+        "--select-best",
+        action="store_true",
+        help="the depth with the highest validation accuracy (the paper's criterion)",
+    )
     method.add_argument("--no-distill", action="store_true", help="skip knowledge distillation")
     method.add_argument("--distill-epochs", type=int, default=3)
     method.add_argument("--max-length", type=int, default=128)
@@ -49,27 +66,44 @@ def method_fields(args: argparse.Namespace) -> dict[str, Any]:
     elif args.select_best:
         target = {"select": "best"}
     else:
-        target = {"max_accuracy_drop": 0.01 if args.max_accuracy_drop is None else args.max_accuracy_drop}
-    strategies = args.strategies if args.strategies == "all" else [
-        s.strip() for s in args.strategies.split(",") if s.strip()]
+        target = {
+            "max_accuracy_drop": 0.01 if args.max_accuracy_drop is None else args.max_accuracy_drop
+        }
+    strategies = (
+        args.strategies
+        if args.strategies == "all"
+        else [s.strip() for s in args.strategies.split(",") if s.strip()]
+    )
     return {
         "strategy": args.strategy,
         "strategies": strategies,
         "target": target,
         "distillation": {"enabled": not args.no_distill, "epochs": args.distill_epochs},
-        "options": {"max_length": args.max_length, "n_calib": args.n_calib, "seed": args.seed,
-                    "device": args.device, "precision": args.precision},
-        "columns": {"text_column": args.text_column, "text_pair_column": args.text_pair_column,
-                    "label_column": args.label_column},
+        "options": {
+            "max_length": args.max_length,
+            "n_calib": args.n_calib,
+            "seed": args.seed,
+            "device": args.device,
+            "precision": args.precision,
+        },
+        "columns": {
+            "text_column": args.text_column,
+            "text_pair_column": args.text_pair_column,
+            "label_column": args.label_column,
+        },
     }
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "compress", help="compress a model in-process (no service needed)",
+        "compress",
+        help="compress a model in-process (no service needed)",
         description="Run the whole method in-process: measure, sweep, fuse, select, distill, "
-                    "export. Writes OUT/model/, OUT/report.json, OUT/model_card.md and plots.")
-    parser.add_argument("--model", required=True, type=Path, help="Hugging Face model directory (safetensors)")
+        "export. Writes OUT/model/, OUT/report.json, OUT/model_card.md and plots.",
+    )
+    parser.add_argument(
+        "--model", required=True, type=Path, help="Hugging Face model directory (safetensors)"
+    )
     add_method_arguments(parser)
     parser.add_argument("--out", required=True, type=Path, help="output directory")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every sweep step")
@@ -83,8 +117,12 @@ class _BarReporter:
         from tqdm import tqdm
 
         self.verbose = verbose
-        self.bar = tqdm(total=1000, unit="‰", bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}",
-                        file=sys.stderr)
+        self.bar = tqdm(
+            total=1000,
+            unit="‰",
+            bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}",
+            file=sys.stderr,
+        )
 
     def stage(self, stage: str) -> None:
         self.bar.set_description(stage.replace("_", " "))
@@ -106,8 +144,13 @@ def run(args: argparse.Namespace) -> int:
     from compression import CompressionCancelled, CompressionSpec, InvalidInputError, LayerfuseError
 
     try:
-        spec = CompressionSpec(model_dir=args.model, train=args.train, validation=args.validation,
-                               test=args.test, **method_fields(args))
+        spec = CompressionSpec(
+            model_dir=args.model,
+            train=args.train,
+            validation=args.validation,
+            test=args.test,
+            **method_fields(args),
+        )
     except ValidationError as exc:
         for error in exc.errors():
             field = ".".join(str(p) for p in error["loc"]) or "spec"
@@ -141,7 +184,11 @@ def run(args: argparse.Namespace) -> int:
     s = result.summary
     base, final = s["baseline"]["validation"], s["final"]["validation"]
     print(f"{s['strategy']}: removed layers {s['removed_layers']}, kept {s['kept_layers']}")
-    print(f"validation accuracy {base['accuracy']:.4f} -> {final['accuracy']:.4f}; "
-          f"parameters {s['parameters']['before']:,} -> {s['parameters']['after']:,}")
-    print(f"wrote {result.out_dir}/model and {', '.join(a for a in s['artifacts'] if '/' not in a)}")
+    print(
+        f"validation accuracy {base['accuracy']:.4f} -> {final['accuracy']:.4f}; "
+        f"parameters {s['parameters']['before']:,} -> {s['parameters']['after']:,}"
+    )
+    print(
+        f"wrote {result.out_dir}/model and {', '.join(a for a in s['artifacts'] if '/' not in a)}"
+    )
     return EXIT_OK

@@ -24,7 +24,10 @@ def load_eager(path: Path):
 
 def encoded_rows(tokenizer, n: int = 48, seed: int = 0, pair: bool = False) -> Encoded:
     rows = synthetic_rows(n, seed=seed, pair=pair)
-    split = TextSplit(texts=[r["text"] for r in rows],
-                      text_pairs=[r["text_pair"] for r in rows] if pair else None,
-                      labels=[r["label"] for r in rows], name="train")
+    split = TextSplit(
+        texts=[r["text"] for r in rows],
+        text_pairs=[r["text_pair"] for r in rows] if pair else None,
+        labels=[r["label"] for r in rows],
+        name="train",
+    )
     return Encoded(split, [LABELS.index(r["label"]) for r in rows], tokenizer, max_length=32)

@@ -24,7 +24,9 @@ def test_fusion_recovers_a_known_linear_relation():
     # Standardized features with unit variance: coefficients equal the true slopes.
     assert coefficients["gradient-fisher"] == pytest.approx(0.05, abs=0.005)
     assert coefficients["attention-entropy"] == pytest.approx(-0.02, abs=0.005)
-    others = [abs(v) for k, v in coefficients.items() if k not in ("gradient-fisher", "attention-entropy")]
+    others = [
+        abs(v) for k, v in coefficients.items() if k not in ("gradient-fisher", "attention-entropy")
+    ]
     assert max(others) < 0.003
     importances = explained["random-forest"]["feature_importances"]
     top_two = sorted(importances, key=importances.get, reverse=True)[:2]
@@ -58,9 +60,15 @@ def test_state_features_zscore_each_signal_across_candidates():
 
 
 def curve(accuracies: list[float], order: list[int]) -> list[dict]:
-    return [{"layers_removed": k, "removed": sorted(order[:k]),
-             "validation": {"accuracy": a, "macro_f1": a, "loss": 1 - a}, "test": None}
-            for k, a in enumerate(accuracies)]
+    return [
+        {
+            "layers_removed": k,
+            "removed": sorted(order[:k]),
+            "validation": {"accuracy": a, "macro_f1": a, "loss": 1 - a},
+            "test": None,
+        }
+        for k, a in enumerate(accuracies)
+    ]
 
 
 CURVES = {
@@ -92,8 +100,9 @@ def test_selection_applies_each_target(strategy, target, expected):
 
 
 def test_unreachable_accuracy_target_keeps_the_model_whole():
-    chosen = select(CURVES, "drop-top", Target(max_accuracy_drop=0.0), num_layers=4,
-                    baseline_accuracy=0.95)
+    chosen = select(
+        CURVES, "drop-top", Target(max_accuracy_drop=0.0), num_layers=4, baseline_accuracy=0.95
+    )
     assert chosen.layers_removed == 0 and not chosen.met_target
 
 

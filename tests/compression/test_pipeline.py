@@ -18,13 +18,26 @@ from compression.progress import STAGES
 from tests.compression.helpers import FP32
 from tests.factories import LABELS
 
-FAST = {"n_calib": 32, "max_length": 32, "random_seeds": 2, "precision": "fp32",
-        "teacher_epochs": 6, "teacher_learning_rate": 5e-3, "leave_one_out_probe": True}
+FAST = {
+    "n_calib": 32,
+    "max_length": 32,
+    "random_seeds": 2,
+    "precision": "fp32",
+    "teacher_epochs": 6,
+    "teacher_learning_rate": 5e-3,
+    "leave_one_out_probe": True,
+}
 
 
 def spec_for(model: Path, data: dict[str, Path], **overrides) -> CompressionSpec:
-    fields = {"model_dir": model, "train": data["train"], "validation": data["validation"],
-              "test": data["test"], "options": FAST, "distillation": {"epochs": 1}}
+    fields = {
+        "model_dir": model,
+        "train": data["train"],
+        "validation": data["validation"],
+        "test": data["test"],
+        "options": FAST,
+        "distillation": {"epochs": 1},
+    }
     fields.update(overrides)
     return CompressionSpec(**fields)
 
@@ -47,7 +60,9 @@ class Recorder:
 def run(tiny_classifier, synthetic_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "out"
     recorder = Recorder()
-    spec = spec_for(tiny_classifier, synthetic_data, strategy="auto", target={"layers_to_remove": 2})
+    spec = spec_for(
+        tiny_classifier, synthetic_data, strategy="auto", target={"layers_to_remove": 2}
+    )
     result = compress(spec, out, reporter=recorder)
     return result, recorder, out
 
@@ -63,8 +78,16 @@ SCHEMA = {
     "fusion": {"rows", "features", "linear-regression", "random-forest"},
     "selection": {"strategy", "target", "layers_removed", "removed_layers", "kept_layers"},
     "distillation": {"enabled", "before", "after", "epochs_run"},
-    "final": {"validation", "test", "num_layers", "parameters", "size_mb", "latency_ms",
-              "accuracy_to_size_ratio", "improvement_factor"},
+    "final": {
+        "validation",
+        "test",
+        "num_layers",
+        "parameters",
+        "size_mb",
+        "latency_ms",
+        "accuracy_to_size_ratio",
+        "improvement_factor",
+    },
     "timings": set(),
 }
 
@@ -131,8 +154,16 @@ def test_selected_model_reloads_smaller_with_the_reported_accuracy(run, syntheti
 
 def test_outputs_and_model_card(run):
     result, _, out = run
-    for name in ("report.json", "model_card.md", "signals.csv", "curves.png", "signals.png",
-                 "model/config.json", "model/model.safetensors", "model/README.md"):
+    for name in (
+        "report.json",
+        "model_card.md",
+        "signals.csv",
+        "curves.png",
+        "signals.png",
+        "model/config.json",
+        "model/model.safetensors",
+        "model/README.md",
+    ):
         assert (out / name).is_file(), name
         assert name in result.artifacts
     card = (out / "model_card.md").read_text()
@@ -151,17 +182,24 @@ def test_progress_goes_through_the_stages_in_order(run):
 
 
 def test_same_seed_same_run(run, tiny_classifier, synthetic_data, tmp_path):
-    spec = spec_for(tiny_classifier, synthetic_data, strategy="auto", target={"layers_to_remove": 2})
+    spec = spec_for(
+        tiny_classifier, synthetic_data, strategy="auto", target={"layers_to_remove": 2}
+    )
     again = compress(spec, tmp_path / "again")
     assert again.report["strategies"] == run[0].report["strategies"]
     assert again.report["selection"] == run[0].report["selection"]
 
 
 def test_fine_tunes_a_teacher_when_the_model_has_no_head(tiny_encoder, synthetic_data, tmp_path):
-    spec = spec_for(tiny_encoder, {**synthetic_data, "validation": None},
-                    strategies=["drop-top", "gradient-norm"], strategy="drop-top",
-                    target={"select": "best"}, distillation={"enabled": False, "batch_size": 8},
-                    options={**FAST, "teacher_epochs": 20})
+    spec = spec_for(
+        tiny_encoder,
+        {**synthetic_data, "validation": None},
+        strategies=["drop-top", "gradient-norm"],
+        strategy="drop-top",
+        target={"select": "best"},
+        distillation={"enabled": False, "batch_size": 8},
+        options={**FAST, "teacher_epochs": 20},
+    )
     result = compress(spec, tmp_path / "out")
     teacher = result.report["teacher"]
     assert teacher["fine_tuned"] and teacher["epochs_run"] == 20
@@ -169,7 +207,12 @@ def test_fine_tunes_a_teacher_when_the_model_has_no_head(tiny_encoder, synthetic
     assert result.report["baseline"]["validation"]["accuracy"] > 0.6
     assert result.report["dataset"]["validation_carved_from_train"]
     assert not result.report["distillation"]["enabled"]
-    assert AutoModelForSequenceClassification.from_pretrained(tmp_path / "out" / "model").config.num_labels == 3
+    assert (
+        AutoModelForSequenceClassification.from_pretrained(
+            tmp_path / "out" / "model"
+        ).config.num_labels
+        == 3
+    )
 
 
 class CancelAfter:
@@ -184,15 +227,26 @@ class CancelAfter:
 def test_cancellation_stops_between_batches(tiny_classifier, synthetic_data, tmp_path):
     recorder = Recorder()
     with pytest.raises(CompressionCancelled):
-        compress(spec_for(tiny_classifier, synthetic_data), tmp_path / "out", reporter=recorder,
-                 cancel=CancelAfter(20))
+        compress(
+            spec_for(tiny_classifier, synthetic_data),
+            tmp_path / "out",
+            reporter=recorder,
+            cancel=CancelAfter(20),
+        )
     assert "exporting" not in recorder.stages
     assert not (tmp_path / "out" / "report.json").exists()
 
 
-def test_checkpointed_sweep_resumes_without_measuring_again(tiny_classifier, synthetic_data, tmp_path):
-    spec = spec_for(tiny_classifier, synthetic_data, strategies=["drop-top", "weight-magnitude"],
-                    strategy="weight-magnitude", target={"layers_to_remove": 1})
+def test_checkpointed_sweep_resumes_without_measuring_again(
+    tiny_classifier, synthetic_data, tmp_path
+):
+    spec = spec_for(
+        tiny_classifier,
+        synthetic_data,
+        strategies=["drop-top", "weight-magnitude"],
+        strategy="weight-magnitude",
+        target={"layers_to_remove": 1},
+    )
     first = compress(spec, tmp_path / "a", checkpoint_dir=tmp_path / "ckpt")
     assert first.report["sweep"]["measurements"] > 0
     second = compress(spec, tmp_path / "b", checkpoint_dir=tmp_path / "ckpt")
@@ -200,15 +254,22 @@ def test_checkpointed_sweep_resumes_without_measuring_again(tiny_classifier, syn
     assert second.report["strategies"] == first.report["strategies"]
 
 
-def test_distillation_uses_cached_teacher_logits(tiny_classifier, synthetic_data, tmp_path, monkeypatch):
+def test_distillation_uses_cached_teacher_logits(
+    tiny_classifier, synthetic_data, tmp_path, monkeypatch
+):
     import compression.pipeline as pipeline
 
     calls = []
     real = pipeline.predict
     monkeypatch.setattr(pipeline, "predict", lambda *a, **k: calls.append(1) or real(*a, **k))
-    spec = spec_for(tiny_classifier, synthetic_data, strategies=["drop-top", "weight-magnitude"],
-                    strategy="drop-top", target={"layers_to_remove": 1},
-                    distillation={"epochs": 3})
+    spec = spec_for(
+        tiny_classifier,
+        synthetic_data,
+        strategies=["drop-top", "weight-magnitude"],
+        strategy="drop-top",
+        target={"layers_to_remove": 1},
+        distillation={"epochs": 3},
+    )
     result = compress(spec, tmp_path / "out")
     assert len(calls) == 1  # the teacher ran over the training set once for three epochs
     assert result.report["distillation"]["epochs_run"] == 3

@@ -23,7 +23,9 @@ def bert(tiny_classifier):
 
 
 def measure(model, adapter, batches):
-    return measure_state(model, adapter, list(range(len(adapter.layers(model)))), batches, FP32, seed=0)
+    return measure_state(
+        model, adapter, list(range(len(adapter.layers(model)))), batches, FP32, seed=0
+    )
 
 
 def test_registry_has_exactly_the_catalogue():
@@ -53,8 +55,8 @@ def test_zeroed_weights_have_zero_magnitude_and_entropy(bert):
 
 def test_uniform_attention_has_entropy_one_and_max_weight_one_over_keys(bert):
     model, adapter, batches = bert
-    uniform = adapter.self_attention(adapter.layers(model)[1])
-    sharp = adapter.self_attention(adapter.layers(model)[0])
+    uniform = adapter.self_attention_of(adapter.layers(model)[1])
+    sharp = adapter.self_attention_of(adapter.layers(model)[0])
     with torch.no_grad():
         for proj in (uniform.query, uniform.key):
             proj.weight.zero_()
@@ -130,7 +132,9 @@ def test_zero_classifier_means_zero_gradient_signals(bert):
 def test_canonical_correlations_of_copies_and_of_noise():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(500, 4))
-    assert canonical_correlations(x, x @ rng.normal(size=(4, 4))) == pytest.approx(np.ones(4), abs=1e-6)
+    assert canonical_correlations(x, x @ rng.normal(size=(4, 4))) == pytest.approx(
+        np.ones(4), abs=1e-6
+    )
     assert canonical_correlations(x, rng.normal(size=(500, 4))).max() < 0.25
 
 
@@ -151,8 +155,9 @@ def test_redundancy_mi_is_high_for_identity_layer(bert):
 
 @pytest.mark.parametrize("model_type", ["bert", "roberta", "xlm-roberta", "electra", "distilbert"])
 def test_every_architecture_gives_every_signal(tmp_path, model_type):
-    model, tokenizer, adapter = load_eager(make_model_dir(tmp_path / model_type, model_type=model_type,
-                                                          num_labels=3, num_layers=3))
+    model, tokenizer, adapter = load_eager(
+        make_model_dir(tmp_path / model_type, model_type=model_type, num_labels=3, num_layers=3)
+    )
     values = measure(model, adapter, encoded_rows(tokenizer, n=24, pair=True).sorted_batches(12))
     assert sorted(values) == [0, 1, 2]
     assert all(math.isfinite(v) for layer in values.values() for v in layer.values())
