@@ -533,3 +533,39 @@ def test_layerfuse_up_then_submit_status_and_a_bad_submission(
         assert missing.returncode == 2 and "not_found" in missing.stderr
     finally:
         up.stop()
+
+
+def test_broker_down_at_creation_answers_503_and_no_job_exists(
+    stack: Stack, uploads: dict[str, str]
+) -> None:
+    """An API whose Redis is gone (same store and files as the stack's)."""
+    port = free_port()
+    env = {**stack.env, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    api = Process(
+        "api-no-broker",
+        [sys.executable, "-m", "layerfuse.cli", "serve", "--port", str(port)],
+        env,
+        stack.logs,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _healthy(url), 60, "the second API")
+        before = len(stack.acme.get("/v1/jobs", params={"limit": 100}).json()["data"])
+        client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ACME}"}, timeout=60)
+        started = time.monotonic()
+        response = client.post("/v1/jobs", json=small_job(uploads))
+        assert time.monotonic() - started < 15
+        assert (response.status_code, response.json()["code"]) == (503, "broker_unavailable")
+        assert response.headers["Retry-After"]
+        assert len(stack.acme.get("/v1/jobs", params={"limit": 100}).json()["data"]) == before
+        ready = httpx.get(f"{url}/readyz", timeout=30)
+        assert (ready.status_code, ready.json()["checks"]["broker"]) == (503, "unreachable")
+    finally:
+        api.stop()
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
