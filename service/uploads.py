@@ -164,7 +164,9 @@ async def receive_files(
         return receiver.received
     except ClientDisconnect:
         shutil.rmtree(folder, ignore_errors=True)
-        raise
+        raise Unprocessable(
+            "the client disconnected before the upload was complete", code="upload_incomplete"
+        ) from None
     except Exception as exc:
         receiver.close()
         shutil.rmtree(folder, ignore_errors=True)

@@ -64,12 +64,13 @@ def stream_events(
     job_id: str,
     request: Request,
     tenant: TenantDep,
-    session: SessionDep,
     db: DatabaseDep,
     after: Annotated[str | None, Query(max_length=64)] = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=64)] = None,
 ) -> StreamingResponse:
-    get_job_or_404(session, tenant, job_id)
+    # A short session of its own: a stream may last hours and must not hold a connection.
+    with db.session() as session:
+        get_job_or_404(session, tenant, job_id)
     cursor = _cursor(last_event_id if last_event_id else after)
     return StreamingResponse(
         _follow(request, db, job_id, cursor),
