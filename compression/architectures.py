@@ -29,6 +29,7 @@ class Adapter:
         self_attention: path from a layer to the module whose forward returns
             ``(output, attention_probs)``.
         num_layers_key: the config field holding the layer count.
+        position_offset: position ids the architecture reserves (RoBERTa starts at pad + 1).
     """
 
     name: str
@@ -36,6 +37,7 @@ class Adapter:
     ffn_output: str = "output.dense"
     self_attention: str = "attention.self"
     num_layers_key: str = "num_hidden_layers"
+    position_offset: int = 0
 
     def layers(self, model: nn.Module) -> nn.ModuleList:
         layers = submodule(model.base_model, self.layer_list)  # type: ignore[arg-type]
@@ -57,8 +59,10 @@ class Adapter:
 
 
 ADAPTERS: dict[str, Adapter] = {
-    name: Adapter(name) for name in ("bert", "roberta", "xlm-roberta", "electra")
-} | {
+    "bert": Adapter("bert"),
+    "electra": Adapter("electra"),
+    "roberta": Adapter("roberta", position_offset=2),
+    "xlm-roberta": Adapter("xlm-roberta", position_offset=2),
     "distilbert": Adapter(
         "distilbert",
         layer_list="transformer.layer",

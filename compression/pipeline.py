@@ -194,7 +194,8 @@ class _Run:
             options.fine_tune_teacher == "always" or not self.loaded.has_trained_head
         )
         tok = self.loaded.tokenizer
-        encode = lambda split: Encoded(split, self.data.label_ids(split), tok, options.max_length)  # noqa: E731
+        max_length = self._max_length()
+        encode = lambda split: Encoded(split, self.data.label_ids(split), tok, max_length)  # noqa: E731
         self.train_set = encode(self.data.train)
         self.validation = EvalSet(encode(self.data.validation), options.eval_batch_size)
         self.test = (
@@ -228,12 +229,30 @@ class _Run:
             **self.runtime.describe(),
         )
 
+    def _max_length(self) -> int:
+        """``options.max_length``, capped at the positions the model has embeddings for."""
+        config = self.model.config
+        positions = getattr(config, "max_position_embeddings", None)
+        if not positions:
+            return self.options.max_length
+        limit = int(positions) - self.loaded.adapter.position_offset
+        if self.options.max_length > limit:
+            self._event(
+                "message",
+                f"max_length {self.options.max_length} exceeds the model's {limit} positions; "
+                f"using {limit}",
+                max_length=limit,
+            )
+            return limit
+        return self.options.max_length
+
     def resolved_options(self) -> dict[str, Any]:
         """The spec with defaults filled in; file paths reduced to their names (no server paths)."""
         spec = self.spec
         resolved = spec.model_dump(
             mode="json", exclude={"model_dir", "train", "validation", "test"}
         )
+        resolved["dataset_name"] = spec.resolved_dataset_name()
         resolved["files"] = {
             k: (p.name if p else None)
             for k, p in (
@@ -548,7 +567,8 @@ class _Run:
             "cache_hits": self.sweep.cache_hits,
         }
         card = dict(
-            base_model=self.report["model"]["base_model"], dataset_name=self.spec.train.stem
+            base_model=self.report["model"]["base_model"],
+            dataset_name=self.spec.resolved_dataset_name(),
         )
         artefacts.write_model_card(self.report, model_dir / "README.md", **card)
         artefacts.write_model_card(self.report, out / "model_card.md", **card)

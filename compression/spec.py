@@ -158,3 +158,13 @@ class CompressionSpec(MethodSpec):
     validation: Path | None = None
     test: Path | None = None
     columns: Columns = Field(default_factory=Columns)
+    dataset_name: str | None = Field(default=None, max_length=200)
+
+    def resolved_dataset_name(self) -> str:
+        """The name the model card gives the data: ``dataset_name``, else the train file's stem,
+        or its folder's name when the stem only names the split (``sst2/train.jsonl``)."""
+        if self.dataset_name:
+            return self.dataset_name
+        if self.train.stem.lower() in {"train", "training", "data"} and self.train.parent.name:
+            return self.train.parent.name
+        return self.train.stem

@@ -184,6 +184,10 @@ def run(args: argparse.Namespace) -> int:
     s = result.summary
     base, final = s["baseline"]["validation"], s["final"]["validation"]
     print(f"{s['strategy']}: removed layers {s['removed_layers']}, kept {s['kept_layers']}")
+    if not s["met_target"]:
+        print("no depth kept validation accuracy within the target before distillation, so the "
+              "model was kept whole; try --max-accuracy-drop 0.05, --layers-to-remove K or "
+              "--select-best (distillation then recovers accuracy)")
     print(
         f"validation accuracy {base['accuracy']:.4f} -> {final['accuracy']:.4f}; "
         f"parameters {s['parameters']['before']:,} -> {s['parameters']['after']:,}"

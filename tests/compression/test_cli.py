@@ -16,9 +16,24 @@ FAST = ["--n-calib", "32", "--max-length", "32", "--precision", "fp32", "--disti
 
 
 def test_compress_writes_a_smaller_model(tiny_classifier, synthetic_data, tmp_path, capsys):
-    code = main(["compress", "--model", str(tiny_classifier), "--train", str(synthetic_data["train"]),
-                 "--strategies", "drop-top,weight-magnitude,gradient-norm", "--strategy", "auto",
-                 "--keep-layers", "3", "--out", str(tmp_path / "out"), *FAST])
+    code = main(
+        [
+            "compress",
+            "--model",
+            str(tiny_classifier),
+            "--train",
+            str(synthetic_data["train"]),
+            "--strategies",
+            "drop-top,weight-magnitude,gradient-norm",
+            "--strategy",
+            "auto",
+            "--keep-layers",
+            "3",
+            "--out",
+            str(tmp_path / "out"),
+            *FAST,
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "removed layers" in out
@@ -32,8 +47,18 @@ def test_compress_writes_a_smaller_model(tiny_classifier, synthetic_data, tmp_pa
 def test_missing_label_column_exits_2_naming_the_column(tiny_classifier, tmp_path, capsys):
     rows = [{"text": r["text"], "sentiment": r["label"]} for r in synthetic_rows(30)]
     train = write_jsonl(tmp_path / "reviews.jsonl", rows)
-    code = main(["compress", "--model", str(tiny_classifier), "--train", str(train),
-                 "--out", str(tmp_path / "out"), *FAST])
+    code = main(
+        [
+            "compress",
+            "--model",
+            str(tiny_classifier),
+            "--train",
+            str(train),
+            "--out",
+            str(tmp_path / "out"),
+            *FAST,
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert "dataset_label_column_missing" in err and "'label'" in err and "sentiment" in err
@@ -45,21 +70,55 @@ def test_pickle_only_model_exits_2(tmp_path, synthetic_data, capsys):
     model.mkdir()
     (model / "config.json").write_text(json.dumps({"model_type": "bert", "num_hidden_layers": 4}))
     (model / "pytorch_model.bin").write_bytes(b"\x80\x04pickle")
-    code = main(["compress", "--model", str(model), "--train", str(synthetic_data["train"]),
-                 "--out", str(tmp_path / "out"), *FAST])
+    code = main(
+        [
+            "compress",
+            "--model",
+            str(model),
+            "--train",
+            str(synthetic_data["train"]),
+            "--out",
+            str(tmp_path / "out"),
+            *FAST,
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert "model_pickle_refused" in err and "safetensors" in err
 
 
 def test_bad_arguments_exit_2(tiny_classifier, synthetic_data, tmp_path, capsys):
-    code = main(["compress", "--model", str(tiny_classifier), "--train", str(synthetic_data["train"]),
-                 "--strategies", "drop-top,fusion-random-forest", "--out", str(tmp_path / "o")])
+    code = main(
+        [
+            "compress",
+            "--model",
+            str(tiny_classifier),
+            "--train",
+            str(synthetic_data["train"]),
+            "--strategies",
+            "drop-top,fusion-random-forest",
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     assert code == 2
     assert "fusion-random-forest learns from single-signal trajectories" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
-        main(["compress", "--model", "m", "--train", "t", "--out", "o", "--keep-layers", "1",
-              "--layers-to-remove", "2"])
+        main(
+            [
+                "compress",
+                "--model",
+                "m",
+                "--train",
+                "t",
+                "--out",
+                "o",
+                "--keep-layers",
+                "1",
+                "--layers-to-remove",
+                "2",
+            ]
+        )
     assert exit_info.value.code == 2
 
 
@@ -72,10 +131,29 @@ def test_minilm_on_a_shared_dataset_end_to_end(tmp_path):
     rows = [json.loads(line) for line in source.read_text().splitlines()[:600]]
     train = write_jsonl(tmp_path / "train.jsonl", rows[:480])
     test = write_jsonl(tmp_path / "test.jsonl", rows[480:])
-    code = main(["compress", "--model", minilm.get_model_path(), "--train", str(train),
-                 "--test", str(test), "--strategies", "all", "--layers-to-remove", "2",
-                 "--max-length", "64", "--n-calib", "128", "--distill-epochs", "1",
-                 "--out", str(tmp_path / "out")])
+    code = main(
+        [
+            "compress",
+            "--model",
+            minilm.get_model_path(),
+            "--train",
+            str(train),
+            "--test",
+            str(test),
+            "--strategies",
+            "all",
+            "--layers-to-remove",
+            "2",
+            "--max-length",
+            "64",
+            "--n-calib",
+            "128",
+            "--distill-epochs",
+            "1",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     assert code == 0
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["model"]["num_layers"] == 6 and report["final"]["num_layers"] == 4

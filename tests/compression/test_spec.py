@@ -1,0 +1,75 @@
+"""The spec rejects what cannot run, naming the field, before any work starts."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from pydantic import ValidationError
+
+from compression.catalogue import STRATEGY_IDS
+from compression.spec import MethodSpec, Target
+
+
+def error_fields(exc: ValidationError) -> set[str]:
+    return {".".join(str(p) for p in e["loc"]) for e in exc.errors()}
+
+
+def test_defaults_follow_the_method():
+    spec = MethodSpec()
+    assert spec.strategy == "fusion-random-forest"
+    assert spec.target.describe() == {"max_accuracy_drop": 0.01}
+    assert spec.walked_strategies() == list(STRATEGY_IDS)
+    assert (spec.options.max_length, spec.options.n_calib, spec.options.random_seeds) == (
+        128,
+        512,
+        3,
+    )
+    assert (spec.distillation.temperature, spec.distillation.alpha, spec.distillation.epochs) == (
+        2.0,
+        0.5,
+        3,
+    )
+
+
+@pytest.mark.parametrize(
+    "target", [{}, {"layers_to_remove": 2, "keep_layers": 3}, {"select": "worst"}]
+)
+def test_target_takes_exactly_one_form(target):
+    with pytest.raises(ValidationError):
+        Target(**target)
+
+
+@pytest.mark.parametrize(
+    ("fields", "where"),
+    [
+        ({"options": {"max_length": 513}}, "options.max_length"),
+        ({"options": {"n_calib": 5000}}, "options.n_calib"),
+        ({"distillation": {"epochs": 21}}, "distillation.epochs"),
+        ({"strategy": "magic"}, "strategy"),
+        ({"strategies": ["drop-top", "nope"]}, "strategies"),
+        ({"options": {"unknown": 1}}, "options.unknown"),
+    ],
+)
+def test_out_of_bounds_fields_are_named(fields, where):
+    with pytest.raises(ValidationError) as info:
+        MethodSpec(**fields)
+    assert where in error_fields(info.value)
+
+
+def test_fusion_without_enough_single_signals_names_them():
+    with pytest.raises(ValidationError) as info:
+        MethodSpec(strategies=["drop-top", "gradient-norm"], strategy="fusion-linear-regression")
+    message = str(info.value)
+    assert "fusion-linear-regression" in message and "weight-magnitude" in message
+    ok = MethodSpec(
+        strategies=["gradient-norm", "weight-magnitude"], strategy="fusion-random-forest"
+    )
+    assert ok.walked_strategies() == ["gradient-norm", "weight-magnitude", "fusion-random-forest"]
+
+
+def test_the_spec_imports_without_torch():
+    code = "import sys, compression.spec, compression.datasets; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
