@@ -10,6 +10,7 @@ from pathlib import Path
 from statistics import fmean
 from typing import Any
 
+import safetensors.torch
 import torch
 
 from . import artefacts
@@ -274,11 +275,9 @@ class _Run:
 
     def fine_tune_teacher(self) -> None:
         options = self.options
-        checkpoint = self.checkpoint_dir / "teacher.pt" if self.checkpoint_dir else None
+        checkpoint = self.checkpoint_dir / "teacher.safetensors" if self.checkpoint_dir else None
         if checkpoint is not None and checkpoint.is_file():
-            self.model.load_state_dict(
-                torch.load(checkpoint, map_location=self.runtime.device, weights_only=True)
-            )
+            safetensors.torch.load_model(self.model, checkpoint, device=str(self.runtime.device))
             self.report["teacher"] = {"fine_tuned": True, "resumed_from_checkpoint": True}
             self._event("message", "teacher restored from the job's checkpoint")
             return
@@ -303,7 +302,7 @@ class _Run:
         self.report["teacher"] = {"fine_tuned": True, **_train_report(result)}
         if checkpoint is not None:
             checkpoint.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(self.model.state_dict(), checkpoint)
+            safetensors.torch.save_model(self.model, str(checkpoint))
 
     # -- 3. baseline ----------------------------------------------------------------------------
 
@@ -486,7 +485,6 @@ class _Run:
         if enabled:
             train_batches = self.train_set.sorted_batches(self.options.eval_batch_size)
             teacher_logits = predict(self.model, train_batches, self.runtime, len(self.train_set))
-            del self.model  # the teacher is only needed through its cached logits from here on
             result = train(
                 self.student,
                 self.train_set,

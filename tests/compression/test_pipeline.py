@@ -284,3 +284,19 @@ def test_bf16_autocast_is_chosen_only_where_supported():
     assert not Runtime.resolve("cpu", "fp32").bf16
     if not torch.cuda.is_available():
         assert Runtime.resolve("auto", "auto").device.type == "cpu"
+
+
+def test_checkpointed_teacher_is_restored_not_trained_again(tiny_encoder, synthetic_data, tmp_path):
+    spec = spec_for(
+        tiny_encoder,
+        synthetic_data,
+        strategies=["drop-top", "weight-magnitude"],
+        strategy="drop-top",
+        target={"layers_to_remove": 1},
+        distillation={"enabled": False},
+    )
+    first = compress(spec, tmp_path / "a", checkpoint_dir=tmp_path / "ckpt")
+    assert (tmp_path / "ckpt" / "teacher.safetensors").is_file()
+    second = compress(spec, tmp_path / "b", checkpoint_dir=tmp_path / "ckpt")
+    assert second.report["teacher"]["resumed_from_checkpoint"]
+    assert second.report["baseline"]["validation"] == first.report["baseline"]["validation"]
