@@ -16,7 +16,6 @@ from compression.spec import Columns, MethodSpec
 from .store import Dataset, Event, Job, Model
 
 MAX_METADATA_KEYS = 16
-ID_PATTERN = r"^[a-z]+_[0-9a-f]{24}$"
 
 
 class ModelRef(BaseModel):
@@ -70,11 +69,6 @@ class JobCreate(MethodSpec):
             if not 1 <= len(key) <= 64 or len(item) > 512:
                 raise ValueError("metadata keys are 1-64 characters, values at most 512")
         return value
-
-    def method(self) -> MethodSpec:
-        return MethodSpec.model_validate(
-            self.model_dump(include={"strategy", "strategies", "target", "distillation", "options"})
-        )
 
 
 # --- Responses ------------------------------------------------------------------------------

@@ -75,7 +75,7 @@ def check_model_filename(name: str) -> None:
     Raises:
         Unprocessable: ``upload_file_not_allowed`` naming the file and why.
     """
-    _check_plain_name(name)
+    _check_plain_name(name, "files")
     lowered = name.lower()
     if lowered.endswith(PICKLE_SUFFIXES):
         raise Unprocessable(
@@ -94,7 +94,7 @@ def check_model_filename(name: str) -> None:
 
 
 def check_dataset_filename(name: str) -> None:
-    _check_plain_name(name)
+    _check_plain_name(name, "file")
     if not name.lower().endswith(DATASET_SUFFIXES):
         raise Unprocessable(
             f"{name!r}: upload JSON lines (.jsonl), CSV (.csv), TSV (.tsv) or Parquet (.parquet)",
@@ -103,7 +103,7 @@ def check_dataset_filename(name: str) -> None:
         )
 
 
-def _check_plain_name(name: str) -> None:
+def _check_plain_name(name: str, param: str) -> None:
     if (
         not name
         or len(name) > 255
@@ -116,7 +116,7 @@ def _check_plain_name(name: str) -> None:
         raise Unprocessable(
             f"file name {name[:100]!r} is not allowed: send plain file names, without folders",
             code="upload_file_not_allowed",
-            param="files",
+            param=param,
         )
 
 
@@ -146,7 +146,7 @@ async def receive_files(
     if declared and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(_too_large(limit))
     folder.mkdir(parents=True, exist_ok=False)
-    receiver = _PartWriter(folder, limit=limit, check_name=check_name, max_files=max_files)
+    receiver = _PartWriter(folder, check_name=check_name, max_files=max_files)
     try:
         parser = MultipartParser(options[b"boundary"], receiver.callbacks())
         async for chunk in request.stream():
@@ -157,12 +157,11 @@ async def receive_files(
             await receiver.flush()
         parser.finalize()
         await receiver.flush()
-        if receiver.error is not None:
-            raise receiver.error
         if not receiver.received.files:
             raise Unprocessable("the upload holds no file", code="invalid_upload", param="files")
         return receiver.received
     except ClientDisconnect:
+        receiver.close()
         shutil.rmtree(folder, ignore_errors=True)
         raise Unprocessable(
             "the client disconnected before the upload was complete", code="upload_incomplete"
@@ -184,13 +183,11 @@ def _too_large(limit: int) -> str:
 class _PartWriter:
     """python-multipart callbacks that write file parts; writes happen off the event loop."""
 
-    def __init__(self, folder: Path, *, limit: int, check_name: Any, max_files: int):
+    def __init__(self, folder: Path, *, check_name: Any, max_files: int):
         self.received = Received(folder)
-        self.limit = limit
         self.check_name = check_name
         self.max_files = max_files
         self.seen = 0
-        self.error: Exception | None = None
         self._header_name = b""
         self._header_value = b""
         self._disposition = b""
@@ -236,15 +233,16 @@ class _PartWriter:
                 f"{name!r} appears twice in the upload", code="invalid_upload", param="files"
             )
         if len(self.received.files) >= self.max_files:
+            allowed = "one file" if self.max_files == 1 else f"at most {self.max_files} files"
             raise Unprocessable(
-                f"at most {self.max_files} files per upload", code="invalid_upload", param="files"
+                f"this upload takes {allowed}", code="invalid_upload", param="files"
             )
         self._current_name = name
         self.received.files[name] = 0
         self._current = (self.received.folder / name).open("xb")
 
     def _on_part_data(self, data: bytes, start: int, end: int) -> None:
-        if self._current is not None and self._current_name is not None:
+        if self._current is not None and self._current_name is not None and end > start:
             self.received.files[self._current_name] += end - start
             self._pending.append((self._current, bytes(data[start:end])))
 

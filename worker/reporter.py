@@ -35,11 +35,9 @@ def json_safe(data: dict[str, Any] | None) -> dict[str, Any] | None:
         return None
 
     def coerce(value: Any) -> Any:
-        if hasattr(value, "item"):
-            return value.item()
         if isinstance(value, PurePath):
             return value.name
-        if hasattr(value, "tolist"):
+        if hasattr(value, "tolist"):  # numpy arrays and scalars, torch tensors
             return value.tolist()
         return str(value)
 

@@ -12,12 +12,6 @@ from .models import Dataset, Model
 Upload = TypeVar("Upload", Model, Dataset)
 
 
-def add(session: Session, row: Upload) -> Upload:
-    session.add(row)
-    session.flush()
-    return row
-
-
 def get(session: Session, kind: type[Upload], tenant: str, upload_id: str) -> Upload | None:
     return session.scalar(select(kind).where(kind.id == upload_id, kind.tenant == tenant))
 
