@@ -450,3 +450,20 @@ def test_readyz_and_metrics(client: TestClient, uploaded, db: Database, queue) -
     assert 'layerfuse_http_requests_total{method="POST",route="/v1/jobs",status="201"} 1.0' in text
     assert 'route="/v1/jobs/{job_id}"' not in text or "job_" not in text.split("route=")[1][:5]
     assert "x-request-id" in {k.lower() for k in metrics.headers}
+
+
+def test_the_openapi_document_describes_every_route(client: TestClient) -> None:
+    document = TestClient(client.app).get("/openapi.json").json()
+    assert {
+        "/v1/models",
+        "/v1/datasets",
+        "/v1/jobs",
+        "/v1/jobs/{job_id}/events/stream",
+        "/v1/jobs/{job_id}/artifacts/{name}",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    } <= set(document["paths"])
+    upload = document["paths"]["/v1/models"]["post"]["requestBody"]["content"]
+    assert "multipart/form-data" in upload
+    assert "HTTPBearer" in document["components"]["securitySchemes"]
