@@ -104,7 +104,7 @@ class Settings(BaseSettings):
     max_attempts: int = Field(default=3, ge=1, le=20)
     heartbeat_interval_s: float = Field(default=10.0, gt=0)
     heartbeat_timeout_s: float = Field(default=120.0, gt=0)
-    queued_timeout_s: float = Field(default=300.0, gt=0)
+    queued_timeout_s: float = Field(default=600.0, gt=0)
     reconcile_interval_s: float = Field(default=30.0, ge=0)
     worker_seen_timeout_s: float = Field(default=60.0, gt=0)
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=1)
