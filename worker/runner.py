@@ -97,7 +97,16 @@ def _model_dir(model: dict[str, Any], job: Job, settings: Settings, storage: Sto
 
 
 def run_claimed(db: Database, settings: Settings, claim: Claim) -> Outcome:
-    """Run the library for ``claim``; every way the run can end becomes an :class:`Outcome`."""
+    """Run the library for ``claim``; every way the run can end becomes an :class:`Outcome`.
+
+    The heartbeat starts with the attempt, before anything slow (importing torch, loading the
+    model), so the reconciler never takes a starting attempt for a dead one.
+    """
+    with Heartbeat(db, claim, settings.heartbeat_interval_s):
+        return _run(db, settings, claim)
+
+
+def _run(db: Database, settings: Settings, claim: Claim) -> Outcome:
     from celery.exceptions import SoftTimeLimitExceeded
 
     with db.session() as session:
@@ -114,18 +123,17 @@ def run_claimed(db: Database, settings: Settings, claim: Claim) -> Outcome:
         _set_torch_threads(settings)
         from compression import compress
 
-        with Heartbeat(db, claim, settings.heartbeat_interval_s):
-            result = compress(
-                spec,
-                attempt_dir,
-                reporter=reporter,
-                cancel=cancel,
-                checkpoint_dir=job_dir / "checkpoint",
-            )
-            if cancel.cancelled():
-                raise CompressionCancelled()
-            output = storage.output_dir(job.tenant, job.id)
-            publish(attempt_dir, output)
+        result = compress(
+            spec,
+            attempt_dir,
+            reporter=reporter,
+            cancel=cancel,
+            checkpoint_dir=job_dir / "checkpoint",
+        )
+        if cancel.cancelled():
+            raise CompressionCancelled()
+        output = storage.output_dir(job.tenant, job.id)
+        publish(attempt_dir, output)
         return Outcome(SUCCEEDED, result=result.summary, artifacts=describe_outputs(output))
     except CompressionCancelled:
         return Outcome(CANCELLED)
