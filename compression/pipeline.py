@@ -4,6 +4,7 @@ export (method.md, "Stages of a job"). :func:`compress` is the library's one ent
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,12 +14,12 @@ from typing import Any
 import safetensors.torch
 import torch
 
-from . import artefacts
+from . import artefacts, onnx_export
 from .batching import Encoded, stratified_subset
 from .catalogue import FUSION_IDS, RANDOM, SIGNAL_IDS
 from .datasets import LabelledData, prepare_data, read_split
 from .device import Runtime
-from .errors import InvalidInputError
+from .errors import InvalidInputError, LayerfuseError
 from .evaluation import EvalSet, Metrics, latency_ms, parameter_count, predict, size_mb
 from .fusion import FusionModels, build_rows, fit_fusion
 from .models import (
@@ -168,6 +169,8 @@ class _Run:
             validation_fraction=options.validation_fraction,
             label_order=order,
         )
+        if "onnx" in spec.export.formats:
+            onnx_export.check_available()
         self.num_layers = info.num_layers
         limit = options.max_layers_removed or self.num_layers - 1
         if limit > self.num_layers - 1:
@@ -530,8 +533,9 @@ class _Run:
         probe = self.validation.batches[0].inputs
         diff = reload_max_abs_diff(model_dir, self.student, probe)
         if diff > MAX_RELOAD_DIFF:
-            raise RuntimeError(
-                f"the saved model's logits differ from the trained model's by {diff}"
+            raise LayerfuseError(
+                f"the saved model's logits differ from the trained model's by {diff:.2e}",
+                code="export_failed",
             )
         parameters = parameter_count(self.student)
         final_size = size_mb(parameters)
@@ -556,7 +560,14 @@ class _Run:
             "note": "Layer pruning alone cannot reach the paper's 18.84x: the embeddings stay. "
             "The factor is reported as measured.",
         }
-        self.report["export"] = {"reload_max_abs_logit_diff": diff}
+        self.report["export"] = {
+            "formats": self.spec.export.formats,
+            "reload_max_abs_logit_diff": diff,
+        }
+        self.artifact_names = list(ARTIFACT_NAMES)
+        if "onnx" in self.spec.export.formats:
+            self.report["export"]["onnx"] = self._export_onnx(out / "model.onnx")
+            self.artifact_names.append("model.onnx")
         self.timings["exporting"] = round(time.perf_counter() - self._stage_started, 3)
         self.timings["total"] = round(time.perf_counter() - self._started, 3)
         self.report["timings"] = self.timings
@@ -574,11 +585,45 @@ class _Run:
         artefacts.plot_curves(self.report, out / "curves.png")
         artefacts.plot_signals_heatmap(self.report, out / "signals.png")
         artefacts.write_report(self.report, out / "report.json")
-        self.artifact_names = list(ARTIFACT_NAMES) + [
+        self.artifact_names += [
             f"model/{p.name}" for p in sorted(model_dir.iterdir()) if p.is_file()
         ]
         for name in ARTIFACT_NAMES:
             self._event("artifact", f"wrote {name}", name=name)
+
+    def _export_onnx(self, path: Path) -> dict[str, Any]:
+        """model.onnx from an fp32 CPU copy of the student, checked against PyTorch's logits."""
+        cpu = Runtime(torch.device("cpu"), bf16=False)
+        model = copy.deepcopy(self.student).float().cpu().eval()
+        model.set_attn_implementation("sdpa")
+        batches = self.validation.batches
+        onnx_export.export_onnx(model, batches[-1], path)
+        session = onnx_export.OnnxModel(path)
+        diff = onnx_export.max_abs_diff(session, model, batches[:4])
+        if diff > onnx_export.TOLERANCE:
+            raise LayerfuseError(
+                f"model.onnx differs from the PyTorch model by {diff:.2e} in logits "
+                f"(tolerance {onnx_export.TOLERANCE:.0e})",
+                code="export_onnx_mismatch",
+            )
+        self._event(
+            "artifact",
+            f"wrote model.onnx (max logit difference to PyTorch {diff:.1e})",
+            name="model.onnx",
+            max_abs_diff=diff,
+        )
+        return {
+            "file": path.name,
+            "bytes": path.stat().st_size,
+            "opset": onnx_export.OPSET,
+            "max_abs_logit_diff": diff,
+            "tolerance": onnx_export.TOLERANCE,
+            "checked_examples": sum(len(b) for b in batches[:4]),
+            "latency_ms": {
+                "onnxruntime_cpu": onnx_export.latency_ms(session, self.validation.encoded),
+                "pytorch_cpu_fp32": latency_ms(model, self.validation.encoded, cpu),
+            },
+        }
 
     def summary(self) -> dict[str, Any]:
         r, s = self.report, self.selection

@@ -89,6 +89,28 @@ class Options(_Strict):
     measure_latency: bool = True
 
 
+ExportFormat = Literal["hf", "onnx"]
+
+
+def _hf_only() -> list[ExportFormat]:
+    return ["hf"]
+
+
+class Export(_Strict):
+    """Output formats: ``hf`` (always: the Hugging Face directory) and optionally ``onnx``."""
+
+    formats: list[ExportFormat] = Field(default_factory=_hf_only)
+
+    @field_validator("formats")
+    @classmethod
+    def _hf_always(cls, value: list[str]) -> list[str]:
+        if "hf" not in value:
+            raise ValueError(
+                "formats must include 'hf': the Hugging Face directory is always written"
+            )
+        return list(dict.fromkeys(value))
+
+
 class Columns(_Strict):
     text_column: str = Field(default="text", min_length=1, max_length=200)
     text_pair_column: str | None = Field(default=None, min_length=1, max_length=200)
@@ -106,6 +128,7 @@ class MethodSpec(_Strict):
     target: Target = Field(default_factory=default_target)
     distillation: Distillation = Field(default_factory=Distillation)
     options: Options = Field(default_factory=Options)
+    export: Export = Field(default_factory=Export)
 
     @field_validator("strategy")
     @classmethod

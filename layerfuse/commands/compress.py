@@ -49,6 +49,11 @@ def add_method_arguments(parser: argparse.ArgumentParser) -> None:
         help="the depth with the highest validation accuracy (the paper's criterion)",
     )
     method.add_argument("--no-distill", action="store_true", help="skip knowledge distillation")
+    method.add_argument(
+        "--onnx",
+        action="store_true",
+        help="also write model.onnx, checked against PyTorch's logits",
+    )
     method.add_argument("--distill-epochs", type=int, default=3)
     method.add_argument("--max-length", type=int, default=128)
     method.add_argument("--n-calib", type=int, default=512)
@@ -79,6 +84,7 @@ def method_fields(args: argparse.Namespace) -> dict[str, Any]:
         "strategies": strategies,
         "target": target,
         "distillation": {"enabled": not args.no_distill, "epochs": args.distill_epochs},
+        "export": {"formats": ["hf", "onnx"] if args.onnx else ["hf"]},
         "options": {
             "max_length": args.max_length,
             "n_calib": args.n_calib,
@@ -185,9 +191,11 @@ def run(args: argparse.Namespace) -> int:
     base, final = s["baseline"]["validation"], s["final"]["validation"]
     print(f"{s['strategy']}: removed layers {s['removed_layers']}, kept {s['kept_layers']}")
     if not s["met_target"]:
-        print("no depth kept validation accuracy within the target before distillation, so the "
-              "model was kept whole; try --max-accuracy-drop 0.05, --layers-to-remove K or "
-              "--select-best (distillation then recovers accuracy)")
+        print(
+            "no depth kept validation accuracy within the target before distillation, so the "
+            "model was kept whole; try --max-accuracy-drop 0.05, --layers-to-remove K or "
+            "--select-best (distillation then recovers accuracy)"
+        )
     print(
         f"validation accuracy {base['accuracy']:.4f} -> {final['accuracy']:.4f}; "
         f"parameters {s['parameters']['before']:,} -> {s['parameters']['after']:,}"

@@ -1,0 +1,56 @@
+"""model.onnx: dynamic batch and sequence axes, the same logits as the PyTorch model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from compression import CompressionSpec, compress
+from tests.factories import make_model_dir, synthetic_rows
+
+pytest.importorskip("onnxruntime")
+
+
+@pytest.mark.parametrize("model_type", ["bert", "distilbert"])
+def test_onnx_export_matches_pytorch_on_new_shapes(tmp_path, synthetic_data, model_type):
+    from compression.batching import Batch
+    from compression.onnx_export import OnnxModel
+
+    model_dir = make_model_dir(tmp_path / model_type, model_type=model_type, num_labels=3)
+    spec = CompressionSpec(
+        model_dir=model_dir,
+        train=synthetic_data["train"],
+        strategies=["drop-top", "weight-magnitude"],
+        strategy="drop-top",
+        target={"layers_to_remove": 1},
+        distillation={"epochs": 1},
+        export={"formats": ["hf", "onnx"]},
+        options={"n_calib": 16, "max_length": 32, "precision": "fp32"},
+    )
+    result = compress(spec, tmp_path / "out")
+    onnx = result.report["export"]["onnx"]
+    assert "model.onnx" in result.artifacts
+    assert onnx["max_abs_logit_diff"] <= onnx["tolerance"] == 1e-4
+    assert set(onnx["latency_ms"]["onnxruntime_cpu"]) == {"batch_1", "batch_32"}
+    # A batch size and lengths the export never saw, against the reloaded Hugging Face model.
+    out = tmp_path / "out"
+    reloaded = AutoModelForSequenceClassification.from_pretrained(out / "model").eval()
+    tokenizer = AutoTokenizer.from_pretrained(out / "model")
+    texts = [r["text"] * 3 for r in synthetic_rows(5, seed=9)]
+    inputs = dict(
+        tokenizer(texts, padding=True, truncation=True, max_length=60, return_tensors="pt")
+    )
+    expected = reloaded(**inputs).logits.detach()
+    got = torch.from_numpy(
+        OnnxModel(out / "model.onnx")(Batch(inputs, torch.zeros(5), torch.arange(5)))
+    )
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-4)
+
+
+def test_onnx_is_opt_in_and_hf_is_always_written():
+    from compression.spec import MethodSpec
+
+    assert MethodSpec().export.formats == ["hf"]
+    with pytest.raises(ValueError, match="must include 'hf'"):
+        MethodSpec(export={"formats": ["onnx"]})
