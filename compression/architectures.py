@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from .catalogue import MODEL_TYPES
 from .errors import ModelError
 
 
@@ -71,6 +72,9 @@ ADAPTERS: dict[str, Adapter] = {
         num_layers_key="n_layers",
     ),
 }
+
+
+assert set(ADAPTERS) == set(MODEL_TYPES), "compression.catalogue.MODEL_TYPES names the adapters"
 
 
 def adapter_for(model_type: str | None) -> Adapter:

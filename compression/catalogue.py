@@ -17,6 +17,9 @@ class SignalInfo:
     prune_first: Literal["lowest", "highest"]
 
 
+# The config ``model_type`` values with an adapter in :mod:`compression.architectures`.
+MODEL_TYPES: tuple[str, ...] = ("bert", "distilbert", "electra", "roberta", "xlm-roberta")
+
 SIGNALS: tuple[SignalInfo, ...] = (
     SignalInfo("activation-inhibition", "activation", "lowest"),
     SignalInfo("activation-intensity", "activation", "lowest"),

@@ -13,6 +13,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ValidationInfo,
     field_validator,
     model_serializer,
     model_validator,
@@ -141,7 +142,9 @@ class MethodSpec(_Strict):
 
     @field_validator("strategies")
     @classmethod
-    def _known_strategies(cls, value: Literal["all"] | list[str]) -> Literal["all"] | list[str]:
+    def _known_strategies(
+        cls, value: Literal["all"] | list[str], info: ValidationInfo
+    ) -> Literal["all"] | list[str]:
         if value == "all":
             return value
         unknown = [s for s in value if s not in STRATEGY_IDS]
@@ -149,13 +152,11 @@ class MethodSpec(_Strict):
             raise ValueError(f"unknown strategies {unknown}; known: {list(STRATEGY_IDS)}")
         if not value:
             raise ValueError("strategies must name at least one strategy, or be 'all'")
-        return list(dict.fromkeys(value))
-
-    @model_validator(mode="after")
-    def _fusion_has_sources(self) -> MethodSpec:
-        walked = self.walked_strategies()
-        fusions = [s for s in walked if s in FUSION_IDS]
-        signals = [s for s in walked if s in SIGNAL_IDS]
+        value = list(dict.fromkeys(value))
+        # A field validator (``strategy`` is validated first), so the error names ``strategies``.
+        walked = [*value, info.data["strategy"]] if "strategy" in info.data else value
+        fusions = [s for s in FUSION_IDS if s in walked]
+        signals = [s for s in value if s in SIGNAL_IDS]
         if fusions and len(signals) < MIN_SIGNAL_STRATEGIES_FOR_FUSION:
             missing = [s for s in SIGNAL_IDS if s not in signals]
             raise ValueError(
@@ -163,7 +164,7 @@ class MethodSpec(_Strict):
                 f"{MIN_SIGNAL_STRATEGIES_FOR_FUSION - len(signals)} of {missing} to strategies "
                 "(or use strategies: 'all')"
             )
-        return self
+        return value
 
     def walked_strategies(self) -> list[str]:
         """The strategies the sweep walks, in method order: the list, plus the final strategy."""

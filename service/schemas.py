@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from compression.spec import Columns, MethodSpec
 
@@ -45,20 +45,6 @@ class JobCreate(MethodSpec):
     model: ModelRef
     dataset: DatasetRef
     metadata: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("strategies")
-    @classmethod
-    def _fusion_sources(cls, value: Any, info: ValidationInfo) -> Any:
-        # MethodSpec checks this on the whole model, which gives the error no field; checking it
-        # here too lets the 422 name ``strategies``.
-        if "strategy" in info.data:
-            try:
-                MethodSpec(strategy=info.data["strategy"], strategies=value)
-            except ValueError as exc:
-                errors = getattr(exc, "errors", None)
-                message = errors()[0]["msg"] if callable(errors) else str(exc)
-                raise ValueError(message.removeprefix("Value error, ")) from None
-        return value
 
     @field_validator("metadata")
     @classmethod

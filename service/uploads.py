@@ -24,6 +24,8 @@ import anyio
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
+from compression.catalogue import MODEL_TYPES
+
 from .allowlist import (
     DATASET_SUFFIXES,
     MODEL_FILES,
@@ -35,7 +37,6 @@ from .errors import PayloadTooLarge, Unprocessable
 
 # The model types the library has an adapter for (compression.architectures.ADAPTERS, which
 # imports torch; a test keeps the two in step).
-SUPPORTED_MODEL_TYPES = ("bert", "distilbert", "electra", "roberta", "xlm-roberta")
 MAX_FILES = 64
 MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
 _DTYPE_BYTES = {
@@ -294,10 +295,10 @@ def inspect_model(folder: Path, files: dict[str, int]) -> ModelInfo:
         raise _model_error("the upload has no config.json", "model_config_missing")
     config = _read_json(folder / "config.json", "config.json")
     model_type = config.get("model_type")
-    if model_type not in SUPPORTED_MODEL_TYPES:
+    if model_type not in MODEL_TYPES:
         raise _model_error(
             f"architecture {model_type!r} is not supported; supported model_type values: "
-            f"{', '.join(SUPPORTED_MODEL_TYPES)} (MiniLM checkpoints are 'bert')",
+            f"{', '.join(MODEL_TYPES)} (MiniLM checkpoints are 'bert')",
             "model_architecture_unsupported",
         )
     num_layers = config.get("num_hidden_layers", config.get("n_layers"))

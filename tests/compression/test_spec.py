@@ -63,6 +63,7 @@ def test_fusion_without_enough_single_signals_names_them():
         MethodSpec(strategies=["drop-top", "gradient-norm"], strategy="fusion-linear-regression")
     message = str(info.value)
     assert "fusion-linear-regression" in message and "weight-magnitude" in message
+    assert error_fields(info.value) == {"strategies"}
     ok = MethodSpec(
         strategies=["gradient-norm", "weight-magnitude"], strategy="fusion-random-forest"
     )

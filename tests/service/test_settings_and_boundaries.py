@@ -89,6 +89,6 @@ def test_import_boundaries(module: str, forbidden: set[str], tmp_path: Path) -> 
 
 def test_supported_model_types_match_the_library() -> None:
     from compression.architectures import ADAPTERS
-    from service.uploads import SUPPORTED_MODEL_TYPES
+    from compression.catalogue import MODEL_TYPES
 
-    assert set(SUPPORTED_MODEL_TYPES) == set(ADAPTERS)
+    assert set(MODEL_TYPES) == set(ADAPTERS)
