@@ -20,7 +20,7 @@ from . import errors
 from .broker import JobQueue
 from .metrics import Metrics, RequestContextMiddleware
 from .reconciler import reconcile_once
-from .routes import artifacts, events, health, jobs, uploads
+from .routes import artifacts, events, health, jobs, uploads, webhooks
 from .settings import Settings, get_settings
 from .storage import Storage
 from .store import Database
@@ -87,6 +87,7 @@ def create_app(
     app.include_router(jobs.router)
     app.include_router(events.router)
     app.include_router(artifacts.router)
+    app.include_router(webhooks.router)
     return app
 
 

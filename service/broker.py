@@ -18,11 +18,17 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 RUN_JOB_TASK = "layerfuse.run_job"
+DELIVER_WEBHOOK_TASK = "layerfuse.deliver_webhook"
 # Seconds between the soft limit (the job fails cleanly with a clear code) and the hard kill.
 SOFT_LIMIT_MARGIN_S = 60
 # Redis redelivers an unacknowledged message after this; it must exceed the hard time limit, or a
 # long job would be delivered twice while still running.
 VISIBILITY_MARGIN_S = 1800
+
+
+def webhook_queue(settings: Settings) -> str:
+    """Deliveries have their own queue and workers: they never wait behind a compression job."""
+    return f"{settings.queue_name}-webhooks"
 
 
 class BrokerUnavailable(Exception):
@@ -70,7 +76,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_soft_time_limit": max(settings.job_time_limit_s - SOFT_LIMIT_MARGIN_S, 1),
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "task_default_queue": settings.queue_name,
-        "task_routes": {RUN_JOB_TASK: {"queue": settings.queue_name}},
+        "task_routes": {
+            RUN_JOB_TASK: {"queue": settings.queue_name},
+            DELIVER_WEBHOOK_TASK: {"queue": webhook_queue(settings)},
+        },
         "worker_send_task_events": False,
         "worker_hijack_root_logger": False,
     }

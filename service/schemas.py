@@ -13,9 +13,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from compression.spec import Columns, MethodSpec
 
-from .store import Dataset, Event, Job, Model
+# Re-exported: built in service.objects because the store needs them too.
+from .objects import delivery_object as delivery_object
+from .objects import job_object as job_object
+from .store import Dataset, Event, Model
 
 MAX_METADATA_KEYS = 16
+WebhookEventName = Literal["started", "stage", "completed"]
+WEBHOOK_EVENT_NAMES: list[WebhookEventName] = ["started", "stage", "completed"]
+REGISTERED_MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,255}$"
 
 
 class ModelRef(BaseModel):
@@ -39,12 +45,53 @@ class DatasetRef(Columns):
     test: str | None = Field(default=None, max_length=64)
 
 
+class MlflowOptions(BaseModel):
+    """Where the worker logs a succeeded job (docs/service.md, MLflow)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tracking_uri: str = Field(
+        max_length=2048, description="http(s) URL of an MLflow tracking server (public address)"
+    )
+    experiment: str = Field(default="layerfuse", min_length=1, max_length=256)
+    registered_model_name: str | None = Field(
+        default=None,
+        pattern=REGISTERED_MODEL_NAME,
+        description="register the compressed model as a new version of this model",
+    )
+
+
+class MlflowIntegration(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["mlflow"]
+    mlflow: MlflowOptions
+
+
+def _all_webhook_events() -> list[WebhookEventName]:
+    return list(WEBHOOK_EVENT_NAMES)
+
+
 class JobCreate(MethodSpec):
     """``POST /v1/jobs``: model and dataset references, the method spec, and free metadata."""
 
     model: ModelRef
     dataset: DatasetRef
     metadata: dict[str, str] = Field(default_factory=dict)
+    webhook: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="http(s) URL that receives signed job.started / job.stage / job.completed",
+    )
+    webhook_events_filter: list[WebhookEventName] = Field(
+        default_factory=_all_webhook_events, min_length=1
+    )
+    integrations: list[MlflowIntegration] = Field(default_factory=list, max_length=4)
+
+    @field_validator("webhook_events_filter")
+    @classmethod
+    def _unique_events(cls, value: list[WebhookEventName]) -> list[WebhookEventName]:
+        return list(dict.fromkeys(value))
 
     @field_validator("metadata")
     @classmethod
@@ -159,13 +206,34 @@ class ArtifactObject(BaseModel):
     content_type: str
 
 
+class AttemptObject(BaseModel):
+    attempt: int
+    at: float
+    status_code: int | None
+    error: str | None
+    duration_ms: float
+
+
+class WebhookDeliveryObject(BaseModel):
+    id: str
+    object: Literal["webhook.delivery"] = "webhook.delivery"
+    job_id: str
+    event_type: str
+    url: str
+    status: Literal["pending", "succeeded", "failed"]
+    attempts: int
+    created_at: int
+    last_attempt_at: int | None
+    next_attempt_at: int | None
+    delivered_at: int | None
+    response_status_code: int | None
+    error: str | None
+    attempt_log: list[AttemptObject]
+
+
 class ArtifactList(BaseModel):
     object: Literal["list"] = "list"
     data: list[ArtifactObject]
-
-
-def _int(value: float | None) -> int | None:
-    return int(value) if value is not None else None
 
 
 def model_object(row: Model) -> dict[str, Any]:
@@ -193,38 +261,6 @@ def dataset_object(row: Dataset) -> dict[str, Any]:
         "columns": list(row.columns),
         "bytes": row.bytes,
         "created_at": int(row.created_at),
-    }
-
-
-def job_object(job: Job) -> dict[str, Any]:
-    base = f"/v1/jobs/{job.id}"
-    progress = None
-    if job.fraction is not None:
-        progress = {
-            "fraction": round(job.fraction, 4),
-            "stage_fraction": None if job.stage_fraction is None else round(job.stage_fraction, 4),
-            "eta_seconds": None if job.eta_seconds is None else round(job.eta_seconds),
-        }
-    return {
-        "id": job.id,
-        "object": "compression.job",
-        "status": job.status,
-        "stage": job.stage,
-        "progress": progress,
-        "attempts": job.attempts,
-        "created_at": int(job.created_at),
-        "started_at": _int(job.started_at),
-        "finished_at": _int(job.finished_at),
-        "spec": job.spec,
-        "error": job.error,
-        "result": job.result,
-        "metadata": job.job_metadata,
-        "urls": {
-            "events": f"{base}/events",
-            "stream": f"{base}/events/stream",
-            "report": f"{base}/report",
-            "artifacts": f"{base}/artifacts",
-        },
     }
 
 

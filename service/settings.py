@@ -9,6 +9,8 @@ Importable without fastapi, celery or torch: the worker and the store use it too
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import re
@@ -27,6 +29,10 @@ TENANT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 PLACEHOLDER_WORDS = ("changeme", "change-me", "changethis", "placeholder", "example", "secret")
 MIN_KEY_LENGTH = 16
 DEFAULT_TENANT = "default"
+# Standard Webhooks: a secret is "whsec_" + base64 of 24 to 64 random bytes.
+WEBHOOK_SECRET_PREFIX = "whsec_"
+WEBHOOK_SECRET_BYTES = (24, 64)
+MIN_SIGNING_KEY_LENGTH = 32
 
 
 class ConfigError(Exception):
@@ -64,6 +70,41 @@ def _parse_api_keys(value: Any) -> dict[str, KeyOwner]:
         else:
             hashes[hash_key(key)] = KeyOwner(tenant, weak=_looks_like_placeholder(key))
     return hashes
+
+
+def decode_webhook_secret(secret: str) -> bytes:
+    """The key bytes of ``whsec_<base64>``.
+
+    Raises:
+        ValueError: not ``whsec_`` + base64 of 24 to 64 bytes.
+    """
+    low, high = WEBHOOK_SECRET_BYTES
+    try:
+        key = base64.b64decode(secret.removeprefix(WEBHOOK_SECRET_PREFIX), validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if not secret.startswith(WEBHOOK_SECRET_PREFIX) or not low <= len(key) <= high:
+        raise ValueError(
+            f"webhook secrets are '{WEBHOOK_SECRET_PREFIX}' + base64 of {low} to {high} random "
+            f"bytes, e.g. {WEBHOOK_SECRET_PREFIX}$(openssl rand -base64 32)"
+        )
+    return key
+
+
+def _parse_webhook_secrets(value: Any) -> dict[str, bytes]:
+    """``"tenant:whsec_<base64>,..."`` to ``{tenant: key bytes}``."""
+    if isinstance(value, dict):
+        return dict(value)
+    secrets: dict[str, bytes] = {}
+    for entry in str(value or "").split(","):
+        entry = entry.strip()
+        if not entry:
+            continue
+        tenant, sep, secret = (part.strip() for part in entry.partition(":"))
+        if not sep or not TENANT_PATTERN.match(tenant):
+            raise ValueError("LAYERFUSE_WEBHOOK_SECRETS entries are 'tenant:whsec_<base64>'")
+        secrets[tenant] = decode_webhook_secret(secret)
+    return secrets
 
 
 def _looks_like_placeholder(key: str) -> bool:
@@ -111,6 +152,25 @@ class Settings(BaseSettings):
     broker_polling_interval_s: float = Field(default=0.2, gt=0)
     enqueue_timeout_s: float = Field(default=3.0, gt=0)
 
+    # Webhooks (Standard Webhooks). A tenant's signing secret comes from ``webhook_secrets``
+    # ("tenant:whsec_<base64>,..."), else is derived from ``webhook_signing_key``; a tenant with
+    # neither cannot ask for webhooks.
+    webhook_secrets: Annotated[dict[str, bytes], NoDecode] = Field(default_factory=dict, repr=False)
+    webhook_signing_key: str | None = Field(default=None, repr=False)
+    # Lets webhook and MLflow URLs reach loopback and private networks (tests, on-premises).
+    webhook_allow_private: bool = False
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    webhook_max_attempts: int = Field(default=6, ge=1, le=20)
+    # Attempt n waits base * 4^(n-1) seconds after the previous one, at most backoff_max_s.
+    webhook_backoff_base_s: float = Field(default=10.0, gt=0)
+    webhook_backoff_max_s: float = Field(default=3600.0, gt=0)
+    webhook_poll_interval_s: float = Field(default=0.5, gt=0)
+    webhook_concurrency: int = Field(default=4, ge=1, le=64)
+
+    # MLflow integration: file: tracking URIs write to the worker's own disk, so off by default.
+    mlflow_allow_file_uri: bool = False
+    mlflow_timeout_s: float = Field(default=30.0, gt=0)
+
     # The worker's hardware.
     device: Literal["auto", "cpu", "cuda"] = "auto"
     torch_threads: int | None = Field(default=None, ge=1)
@@ -119,6 +179,29 @@ class Settings(BaseSettings):
     @classmethod
     def _hash_keys(cls, value: Any) -> dict[str, KeyOwner]:
         return _parse_api_keys(value)
+
+    @field_validator("webhook_secrets", mode="before")
+    @classmethod
+    def _decode_webhook_secrets(cls, value: Any) -> dict[str, bytes]:
+        return _parse_webhook_secrets(value)
+
+    def webhook_secret(self, tenant: str) -> bytes | None:
+        """The key ``tenant``'s webhooks are signed with, or None when it has none.
+
+        An explicit ``webhook_secrets`` entry wins; otherwise HMAC-SHA256(signing key,
+        "layerfuse-webhook-secret:" + tenant), so one server secret gives every tenant its own.
+        """
+        if tenant in self.webhook_secrets:
+            return self.webhook_secrets[tenant]
+        if not self.webhook_signing_key:
+            return None
+        message = f"layerfuse-webhook-secret:{tenant}".encode()
+        return hmac.new(self.webhook_signing_key.encode(), message, hashlib.sha256).digest()
+
+    def webhook_secret_text(self, tenant: str) -> str | None:
+        """``whsec_<base64>``: the form a receiver configures (Standard Webhooks)."""
+        key = self.webhook_secret(tenant)
+        return None if key is None else WEBHOOK_SECRET_PREFIX + base64.b64encode(key).decode()
 
     @property
     def resolved_database_url(self) -> str:
@@ -156,6 +239,15 @@ class Settings(BaseSettings):
             raise ConfigError(
                 f"LAYERFUSE_API_KEYS has placeholder or short keys (tenants {weak}): use random "
                 f"keys of at least {MIN_KEY_LENGTH} characters"
+            )
+        signing_key = self.webhook_signing_key
+        if signing_key is not None and (
+            len(signing_key) < MIN_SIGNING_KEY_LENGTH
+            or any(word in signing_key.lower() for word in PLACEHOLDER_WORDS)
+        ):
+            raise ConfigError(
+                "LAYERFUSE_WEBHOOK_SIGNING_KEY is a placeholder or shorter than "
+                f"{MIN_SIGNING_KEY_LENGTH} characters: use e.g. $(openssl rand -hex 32)"
             )
 
 

@@ -1,8 +1,9 @@
 """The Celery application of ``layerfuse worker`` (``celery -A worker.celery_app worker``).
 
 Configuration comes from :func:`service.broker.celery_config`: the same broker and reliability
-rules as the API's producer. A thread in the worker's main process records it in the store every
-``heartbeat_interval_s``, which ``/readyz`` reads as "a worker seen recently".
+rules as the API's producer. Its processes have a role: a ``jobs`` worker (``layerfuse worker``)
+records itself in the store every ``heartbeat_interval_s``, which ``/readyz`` reads as "a worker
+seen recently"; a ``webhooks`` worker (``layerfuse webhooks``) runs the delivery dispatcher.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ import socket
 import threading
 import time
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 from celery import Celery
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
-from service.broker import celery_config
+from service.broker import DELIVER_WEBHOOK_TASK, celery_config, webhook_queue
 from service.settings import Settings, get_settings
 from service.store import Database
 from service.store import workers as worker_store
@@ -44,6 +45,8 @@ def create_celery(config: Settings | None = None) -> Celery:
 
 
 app = create_celery()
+# Set by the command that starts the worker, before it starts.
+role: Literal["jobs", "webhooks"] = "jobs"
 
 
 class _WorkerHeartbeat:
@@ -71,19 +74,32 @@ class _WorkerHeartbeat:
 
 
 _heartbeat: _WorkerHeartbeat | None = None
+_dispatcher: Any = None
+
+
+def _send_delivery(delivery_id: str) -> None:
+    app.send_task(DELIVER_WEBHOOK_TASK, args=[delivery_id], queue=webhook_queue(settings()))
 
 
 @worker_ready.connect
-def _start_heartbeat(**_: Any) -> None:
-    global _heartbeat
-    _heartbeat = _WorkerHeartbeat()
-    _heartbeat.thread.start()
+def _start_background(**_: Any) -> None:
+    global _heartbeat, _dispatcher
+    if role == "webhooks":
+        from .webhooks import Dispatcher
+
+        _dispatcher = Dispatcher(database(), settings(), _send_delivery)
+        _dispatcher.start()
+    else:
+        _heartbeat = _WorkerHeartbeat()
+        _heartbeat.thread.start()
 
 
 @worker_shutdown.connect
-def _stop_heartbeat(**_: Any) -> None:
+def _stop_background(**_: Any) -> None:
     if _heartbeat is not None:
         _heartbeat.stop.set()
+    if _dispatcher is not None:
+        _dispatcher.stop.set()
 
 
 @worker_process_init.connect

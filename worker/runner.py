@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from compression.errors import CompressionCancelled, InvalidInputError
+from compression.errors import CompressionCancelled, InvalidInputError, LayerfuseError
 from compression.spec import CompressionSpec
 from service.allowlist import MODEL_FILES
 from service.artifacts import describe_outputs
@@ -24,12 +24,15 @@ from service.store import jobs as job_store
 from service.store import uploads as upload_store
 from service.store.jobs import Claim
 
+from .integrations import run_integrations
 from .reporter import Heartbeat, StoreCancelToken, StoreReporter
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
 COLUMNS = ("text_column", "text_pair_column", "label_column")
+# Job fields for the service (notifications, integrations), not for the library.
+SERVICE_FIELDS = ("webhook", "webhook_events_filter", "integrations")
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,7 @@ def build_spec(job: Job, settings: Settings, storage: Storage, db: Database) -> 
     Raises:
         InvalidInputError: a referenced model or dataset is gone or unusable.
     """
-    fields = dict(job.spec)
+    fields = {k: v for k, v in job.spec.items() if k not in SERVICE_FIELDS}
     model, dataset = fields.pop("model"), fields.pop("dataset")
     if settings.device != "auto":
         fields["options"] = {**fields.get("options", {}), "device": settings.device}
@@ -134,10 +137,14 @@ def _run(db: Database, settings: Settings, claim: Claim) -> Outcome:
             raise CompressionCancelled()
         output = storage.output_dir(job.tenant, job.id)
         publish(attempt_dir, output)
-        return Outcome(SUCCEEDED, result=result.summary, artifacts=describe_outputs(output))
+        summary = dict(result.summary)
+        if job.spec.get("integrations"):
+            summary["integrations"] = run_integrations(job, output, summary, settings, reporter)
+        return Outcome(SUCCEEDED, result=summary, artifacts=describe_outputs(output))
     except CompressionCancelled:
         return Outcome(CANCELLED)
-    except InvalidInputError as exc:
+    except LayerfuseError as exc:
+        # The library's own errors keep their stable codes (export_onnx_unavailable, ...).
         return Outcome(FAILED, error=_error(exc.code, exc.message, reporter))
     except SoftTimeLimitExceeded:
         message = f"the job ran past this server's time limit of {settings.job_time_limit_s} s"

@@ -1,7 +1,9 @@
-"""The one task: run a job by id. Orchestration only; the work is in :mod:`worker.runner`.
+"""The tasks: run a job by id, and deliver one webhook attempt. Orchestration only; the work is
+in :mod:`worker.runner` and :mod:`worker.webhooks`.
 
 Idempotent: the job is claimed with an atomic transition in the store (attempt counter and claim
-token), so a redelivered or duplicated message for a job that is running or finished does nothing.
+token), so a redelivered or duplicated message for a job that is running or finished does nothing;
+a delivery that is no longer pending is skipped.
 """
 
 from __future__ import annotations
@@ -10,12 +12,13 @@ import logging
 import os
 import socket
 
-from service.broker import RUN_JOB_TASK
+from service.broker import DELIVER_WEBHOOK_TASK, RUN_JOB_TASK
 from service.store import jobs as job_store
 from service.store import now
 
 from .celery_app import app, database, settings
 from .runner import record, run_claimed
+from .webhooks import deliver
 
 log = logging.getLogger(__name__)
 
@@ -42,3 +45,8 @@ def run_job(job_id: str) -> None:
         log.warning(
             "job %s: attempt %s lost the job; its outcome is discarded", job_id, claim.attempt
         )
+
+
+@app.task(name=DELIVER_WEBHOOK_TASK, ignore_result=True)
+def deliver_webhook(delivery_id: str) -> None:
+    deliver(database(), settings(), delivery_id)

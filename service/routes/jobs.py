@@ -18,6 +18,7 @@ from compression.datasets import validate_columns
 from ..broker import BrokerUnavailable
 from ..deps import QueueDep, SessionDep, SettingsDep, StorageDep, TenantDep
 from ..errors import Conflict, NotFound, ServiceUnavailable, Unprocessable
+from ..netguard import UrlRefused, check_url
 from ..schemas import JobCreate, JobObject, Page, job_object, page
 from ..settings import Settings
 from ..storage import OutsideRoot, Storage, inside
@@ -72,6 +73,7 @@ def create_job(
         if replay is not None:
             return replay
     _validate_references(session, settings, storage, tenant, body)
+    _validate_outbound(settings, tenant, body)
     job = job_store.create_job(session, tenant=tenant, spec=spec, metadata=body.metadata)
     if idempotency_key:
         job_store.remember_idempotency_key(session, tenant, idempotency_key, request_hash, job.id)
@@ -225,6 +227,46 @@ def _validate_model(
     if not ref.id:
         raise Unprocessable("model.id (the Hub repository) is required", param="model.id")
     return None
+
+
+def _validate_outbound(settings: Settings, tenant: str, body: JobCreate) -> None:
+    """The webhook and integration URLs are http(s) and resolve to public addresses only
+    (:mod:`service.netguard`); the worker checks them again before each call.
+
+    Raises:
+        Unprocessable: ``webhook_url_forbidden`` (or ``_invalid``, ``_unresolvable``) naming
+            ``webhook``; ``mlflow_tracking_uri_*`` naming ``integrations.<i>.mlflow.tracking_uri``.
+    """
+    if body.webhook is not None:
+        if settings.webhook_secret(tenant) is None:
+            raise Unprocessable(
+                "this server has no webhook signing secret for your tenant; ask its operator to "
+                "set LAYERFUSE_WEBHOOK_SECRETS or LAYERFUSE_WEBHOOK_SIGNING_KEY",
+                code="webhook_secret_missing",
+                param="webhook",
+            )
+        _check_outbound(body.webhook, settings, "webhook_url", "webhook")
+    for index, integration in enumerate(body.integrations):
+        uri, param = integration.mlflow.tracking_uri, f"integrations.{index}.mlflow.tracking_uri"
+        if uri.lower().startswith("file:"):
+            if not settings.mlflow_allow_file_uri:
+                raise Unprocessable(
+                    "file: tracking URIs write to the worker's disk and are off on this server "
+                    "(LAYERFUSE_MLFLOW_ALLOW_FILE_URI); use an http(s) MLflow server",
+                    code="mlflow_tracking_uri_forbidden",
+                    param=param,
+                )
+            continue
+        _check_outbound(uri, settings, "mlflow_tracking_uri", param)
+
+
+def _check_outbound(url: str, settings: Settings, code: str, param: str) -> None:
+    try:
+        check_url(url, allow_private=settings.webhook_allow_private)
+    except UrlRefused as exc:
+        raise Unprocessable(
+            f"{param}: {exc.message}", code=f"{code}_{exc.kind}", param=param
+        ) from None
 
 
 def _validate_depth(body: JobCreate, num_layers: int) -> None:

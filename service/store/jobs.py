@@ -28,9 +28,11 @@ from .models import (
     Event,
     IdempotencyKey,
     Job,
+    WebhookDelivery,
     new_id,
     now,
 )
+from .webhooks import record_event
 
 
 def _set(session: Session, where: Sequence[Any], **values: Any) -> bool:
@@ -83,6 +85,7 @@ def list_jobs(
 
 
 def delete_job(session: Session, job_id: str) -> None:
+    session.execute(delete(WebhookDelivery).where(WebhookDelivery.job_id == job_id))
     session.execute(delete(Event).where(Event.job_id == job_id))
     session.execute(delete(IdempotencyKey).where(IdempotencyKey.job_id == job_id))
     session.execute(delete(Job).where(Job.id == job_id))
@@ -151,6 +154,7 @@ def add_event(
         data=data,
     )
     session.add(event)
+    record_event(session, event)  # the webhook outbox: same transaction as the event
     return event
 
 

@@ -1,5 +1,5 @@
 """The job store's tables (architecture.md, Runtime): jobs, events, models, datasets,
-idempotency keys, and the workers seen (for ``/readyz``).
+idempotency keys, the workers seen (for ``/readyz``) and webhook deliveries.
 
 Times are seconds since the epoch as floats: the same on SQLite and PostgreSQL, and what the API
 returns (as integers). Ids are time-ordered (:func:`new_id`), so "newest first" is "id descending".
@@ -38,6 +38,7 @@ SUCCEEDED, FAILED, CANCELLED = "succeeded", "failed", "cancelled"
 TERMINAL_STATUSES = frozenset({SUCCEEDED, FAILED, CANCELLED})
 ACTIVE_STATUSES = frozenset({QUEUED, RUNNING, CANCELLING})
 JOB_STATUSES = (QUEUED, RUNNING, CANCELLING, SUCCEEDED, FAILED, CANCELLED)
+DELIVERY_PENDING, DELIVERY_SUCCEEDED, DELIVERY_FAILED = "pending", "succeeded", "failed"
 
 # SQLite autoincrements only INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
 EventSeq = BigInteger().with_variant(Integer(), "sqlite")
@@ -154,3 +155,37 @@ class Worker(Base):
     hostname: Mapped[str] = mapped_column(String(255))
     started_at: Mapped[float] = mapped_column(Float)
     last_seen_at: Mapped[float] = mapped_column(Float)
+
+
+class WebhookDelivery(Base):
+    """One webhook message (Standard Webhooks): written with the event that caused it, in the
+    same transaction (an outbox), then sent, and retried with backoff, by the delivery worker.
+
+    ``body`` is frozen at creation so every attempt sends the same bytes under the same ``id``.
+    """
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index("ix_webhook_deliveries_job_id_id", "job_id", "id"),
+        Index("ix_webhook_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)  # the webhook-id header
+    job_id: Mapped[str] = mapped_column(String(40), ForeignKey("jobs.id", ondelete="CASCADE"))
+    tenant: Mapped[str] = mapped_column(String(64))
+    event_type: Mapped[str] = mapped_column(String(32))
+    event_seq: Mapped[int] = mapped_column(EventSeq)
+    url: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[float] = mapped_column(Float)
+    next_attempt_at: Mapped[float | None] = mapped_column(Float)
+    # Handed to a delivery task until then; past it, the dispatcher hands it out again.
+    leased_until: Mapped[float | None] = mapped_column(Float)
+    last_attempt_at: Mapped[float | None] = mapped_column(Float)
+    delivered_at: Mapped[float | None] = mapped_column(Float)
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    # [{"attempt", "at", "status_code", "error", "duration_ms"}], one entry per attempt.
+    attempt_log: Mapped[list[Any]] = mapped_column(JSON, default=list)
