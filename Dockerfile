@@ -30,7 +30,8 @@ COPY compression ./compression
 COPY service ./service
 COPY worker ./worker
 COPY layerfuse ./layerfuse
-RUN pip install ".[service]"
+# onnx: export.formats ["hf", "onnx"]; mlflow: a job's MLflow integration (both in the worker).
+RUN pip install ".[service,onnx,mlflow]"
 
 USER layerfuse
 VOLUME ["/data"]

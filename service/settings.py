@@ -180,6 +180,11 @@ class Settings(BaseSettings):
     def _hash_keys(cls, value: Any) -> dict[str, KeyOwner]:
         return _parse_api_keys(value)
 
+    @field_validator("webhook_signing_key", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: Any) -> Any:
+        return value or None  # docker-compose passes an unset variable as ""
+
     @field_validator("webhook_secrets", mode="before")
     @classmethod
     def _decode_webhook_secrets(cls, value: Any) -> dict[str, bytes]:

@@ -136,10 +136,11 @@ def log_to_mlflow(
                 client.log_artifact(run_id, str(output / "model.onnx"), "onnx")
             _log_model(client, run_id, job, output)
             outcome["model_uri"] = f"runs:/{run_id}/model"
-            name = options.get("registered_model_name")
-            if name:
-                version = _register(client, name, f"{run.info.artifact_uri}/model", run_id, job)
-                outcome["registered_model"] = {"name": name, "version": version}
+            registered_name = options.get("registered_model_name")
+            if registered_name:
+                source = f"{run.info.artifact_uri}/model"
+                version = _register(client, registered_name, source, run_id, job)
+                outcome["registered_model"] = {"name": registered_name, "version": version}
             client.set_terminated(run_id, "FINISHED")
         outcome["status"] = "succeeded"
     except IntegrationError as exc:
@@ -293,7 +294,7 @@ def _log_model(client: Any, run_id: str, job: Job, output: Path) -> None:
     import torch
     import transformers
     from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, Schema
+    from mlflow.types import ColSpec, Schema, TensorSpec
 
     dataset = job.spec.get("dataset", {})
     text_column = dataset.get("text_column", "text")
@@ -302,10 +303,10 @@ def _log_model(client: Any, run_id: str, job: Job, output: Path) -> None:
     labels = [
         str(v) for _, v in sorted(config.get("id2label", {}).items(), key=lambda kv: int(kv[0]))
     ]
-    inputs = [ColSpec("string", text_column)]
+    inputs: list[ColSpec | TensorSpec] = [ColSpec("string", text_column)]
     if pair_column:
         inputs.append(ColSpec("string", pair_column))
-    outputs = [ColSpec("string", "label"), ColSpec("double", "score")]
+    outputs: list[ColSpec | TensorSpec] = [ColSpec("string", "label"), ColSpec("double", "score")]
     outputs += [ColSpec("double", f"p_{label}") for label in labels]
     with tempfile.TemporaryDirectory(prefix="layerfuse-mlflow-") as tmp:
         mlflow.pyfunc.save_model(

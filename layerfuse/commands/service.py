@@ -1,11 +1,13 @@
-"""``layerfuse serve | worker | up | submit | status | cancel``: the job service and its client.
+"""``layerfuse serve | worker | webhooks | up | submit | status | cancel``: the job service and
+its client.
 
-- ``serve`` runs the API (uvicorn), ``worker`` a Celery worker (one job at a time), both after
-  bringing the database schema up to date; ``up`` runs both on the embedded defaults (SQLite and
-  the filesystem broker under ``./.layerfuse``) and prints the URL and a generated API key.
+- ``serve`` runs the API (uvicorn), ``worker`` a Celery worker (one job at a time), ``webhooks``
+  the webhook delivery worker (a thread pool), each after bringing the database schema up to date;
+  ``up`` runs all three on the embedded defaults (SQLite and the filesystem broker under
+  ``./.layerfuse``) and prints the URL and a generated API key.
 - ``submit`` uploads a model directory and dataset files, creates a job, follows its events with a
   progress bar and downloads the result into ``--out`` (the layout of ``layerfuse compress``);
-  ``status`` and ``cancel`` act on a job id. They talk HTTP only (api.md), to ``--url`` /
+  ``status`` and ``cancel`` act on a job id. They use :mod:`layerfuse.client` against ``--url`` /
   ``LAYERFUSE_URL`` with ``--api-key`` / ``LAYERFUSE_API_KEY``.
 
 Exit status: 0 on success, 2 on bad arguments or input (the API's problem detail is printed),
@@ -22,19 +24,21 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .compress import add_method_arguments, method_fields
+
+if TYPE_CHECKING:
+    from layerfuse.client import Client, Job
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_DATA_DIR = Path(".layerfuse")
 KEY_FILE = "api_key"
-TERMINAL = ("succeeded", "failed", "cancelled")
+SIGNING_KEY_FILE = "webhook_signing_key"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -54,8 +58,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     worker.add_argument("--log-level", default="info")
     worker.set_defaults(run=run_worker)
 
+    webhooks = subparsers.add_parser(
+        "webhooks", help="run the webhook delivery worker (signed, retried deliveries)"
+    )
+    webhooks.add_argument("--log-level", default="info")
+    webhooks.set_defaults(run=run_webhooks)
+
     up = subparsers.add_parser(
-        "up", help="run the API and one worker on the embedded defaults (no servers needed)"
+        "up",
+        help="run the API, a worker and the webhook worker on the embedded defaults "
+        "(no servers needed)",
     )
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--port", type=int, default=8000)
@@ -164,19 +176,48 @@ def run_worker(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_webhooks(args: argparse.Namespace) -> int:
+    settings = _prepare_store()
+    from service.broker import webhook_queue
+    from worker import celery_app
+
+    celery_app.role = "webhooks"
+    celery_app.app.worker_main(
+        [
+            "worker",
+            f"--loglevel={args.log_level.upper()}",
+            "--pool=threads",
+            f"--concurrency={settings.webhook_concurrency}",
+            f"--queues={webhook_queue(settings)}",
+            "--hostname=webhooks@%h",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
+    return EXIT_OK
+
+
 def run_up(args: argparse.Namespace) -> int:
     data_dir = args.data_dir or Path(os.environ.get("LAYERFUSE_DATA_DIR", DEFAULT_DATA_DIR))
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     key = _local_key(data_dir)
-    env = {**os.environ, "LAYERFUSE_DATA_DIR": str(data_dir), "LAYERFUSE_API_KEYS": f"local:{key}"}
+    env = {
+        **os.environ,
+        "LAYERFUSE_DATA_DIR": str(data_dir),
+        "LAYERFUSE_API_KEYS": f"local:{key}",
+        "LAYERFUSE_WEBHOOK_SIGNING_KEY": os.environ.get("LAYERFUSE_WEBHOOK_SIGNING_KEY")
+        or _local_key(data_dir, SIGNING_KEY_FILE, "whk_"),
+    }
     from service.settings import Settings
     from service.store import upgrade
 
-    upgrade(Settings(data_dir=data_dir).resolved_database_url)
+    settings = Settings(data_dir=data_dir, webhook_signing_key=env["LAYERFUSE_WEBHOOK_SIGNING_KEY"])
+    upgrade(settings.resolved_database_url)
     command = [sys.executable, "-m", "layerfuse.cli"]
     processes = [
         subprocess.Popen([*command, "worker"], env=env),
+        subprocess.Popen([*command, "webhooks"], env=env),
         subprocess.Popen(
             [*command, "serve", "--host", args.host, "--port", str(args.port)], env=env
         ),
@@ -198,6 +239,8 @@ def run_up(args: argparse.Namespace) -> int:
                 + ("" if ready else "; the worker is still starting")
                 + f"\nAPI key: {key}\n"
                 f"  export LAYERFUSE_URL={url} LAYERFUSE_API_KEY={key}\n"
+                f"Webhook secret (verify deliveries with it): "
+                f"{settings.webhook_secret_text('local')}\n"
                 f"Data: {data_dir}\nStop with Ctrl-C.\n",
                 flush=True,
             )
@@ -219,12 +262,12 @@ def run_up(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _local_key(data_dir: Path) -> str:
-    """The key of this data directory, generated on first use and kept (mode 0600)."""
-    path = data_dir / KEY_FILE
+def _local_key(data_dir: Path, name: str = KEY_FILE, prefix: str = "lf_") -> str:
+    """A key of this data directory, generated on first use and kept (mode 0600)."""
+    path = data_dir / name
     if path.is_file():
         return path.read_text().strip()
-    key = "lf_" + secrets.token_urlsafe(32)
+    key = prefix + secrets.token_urlsafe(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(key + "\n")
@@ -250,77 +293,9 @@ def _wait_ready(url: str, processes: list[subprocess.Popen[bytes]], stopping: An
 # --- The client: submit, status, cancel -----------------------------------------------------
 
 
-class ApiProblem(Exception):
-    """An error answer of the API; ``exit_code`` is 2 for a client error, else 1."""
-
-    def __init__(self, status: int, body: dict[str, Any]):
-        self.status = status
-        self.body = body
-        code = body.get("code", "error")
-        where = f" ({body['param']})" if body.get("param") else ""
-        super().__init__(f"[{code}]{where}: {body.get('detail') or body.get('title') or status}")
-
-    @property
-    def exit_code(self) -> int:
-        return EXIT_BAD_INPUT if 400 <= self.status < 500 else EXIT_FAILED
-
-
-class Client:
-    def __init__(self, url: str, key: str | None):
-        import httpx
-
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        self.http = httpx.Client(
-            base_url=url.rstrip("/"),
-            headers=headers,
-            timeout=httpx.Timeout(connect=10, read=600, write=600, pool=10),
-        )
-
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self.http.request(method, path, **kwargs)
-        if response.status_code >= 400:
-            try:
-                body = response.json()
-            except ValueError:
-                body = {"detail": response.text[:300]}
-            raise ApiProblem(response.status_code, body)
-        return response
-
-    def json(self, method: str, path: str, **kwargs: Any) -> Any:
-        return self.request(method, path, **kwargs).json()
-
-    def events(self, job_id: str, after: str | None) -> Iterator[dict[str, Any]]:
-        """The job's events from ``after`` on, until its terminal status event.
-
-        Follows the stream and resumes after the last event seen when the connection drops.
-        """
-        import httpx
-
-        while True:
-            headers = {"Last-Event-ID": after} if after else {}
-            try:
-                with self.http.stream(
-                    "GET",
-                    f"/v1/jobs/{job_id}/events/stream",
-                    headers=headers,
-                    timeout=httpx.Timeout(connect=10, read=60, write=60, pool=10),
-                ) as response:
-                    if response.status_code >= 400:
-                        response.read()
-                        raise ApiProblem(response.status_code, response.json())
-                    for line in response.iter_lines():
-                        if line.startswith("data: "):
-                            event = json.loads(line[6:])
-                            after = event["id"]
-                            yield event
-                            if (event.get("data") or {}).get("status") in TERMINAL:
-                                return
-            except httpx.TransportError:
-                pass
-            time.sleep(1.0)  # the stream dropped: resume after the last event seen
-
-
 def _client(args: argparse.Namespace) -> Client:
+    from layerfuse.client import Client
+
     url = args.url or os.environ.get("LAYERFUSE_URL") or DEFAULT_URL
     key = args.api_key or os.environ.get("LAYERFUSE_API_KEY")
     if not key:
@@ -330,17 +305,17 @@ def _client(args: argparse.Namespace) -> Client:
     return Client(url, key)
 
 
-def _guarded(body: Any) -> int:
+def _guarded(body: Callable[[], int]) -> int:
     """Run a client command, mapping API problems and connection errors to exit codes."""
-    import httpx
+    from layerfuse.client import APIError, LayerfuseClientError
 
     try:
         return int(body())
-    except ApiProblem as exc:
+    except APIError as exc:
         print(f"error {exc}", file=sys.stderr)
-        return exc.exit_code
-    except httpx.HTTPError as exc:
-        print(f"error: cannot reach the layerfuse server: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT if 400 <= exc.status < 500 and exc.status != 429 else EXIT_FAILED
+    except LayerfuseClientError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
@@ -348,7 +323,8 @@ def _guarded(body: Any) -> int:
 
 def run_status(args: argparse.Namespace) -> int:
     def body() -> int:
-        job = _client(args).json("GET", f"/v1/jobs/{args.job_id}")
+        with _client(args) as client:
+            job = client.get_job(args.job_id)
         if args.json:
             print(json.dumps(job, indent=2))
         else:
@@ -360,14 +336,15 @@ def run_status(args: argparse.Namespace) -> int:
 
 def run_cancel(args: argparse.Namespace) -> int:
     def body() -> int:
-        job = _client(args).json("POST", f"/v1/jobs/{args.job_id}/cancel")
+        with _client(args) as client:
+            job = client.cancel_job(args.job_id)
         print(f"{job['id']}: {job['status']}")
         return EXIT_OK
 
     return _guarded(body)
 
 
-def _describe(job: dict[str, Any]) -> str:
+def _describe(job: Job) -> str:
     lines = [f"{job['id']}: {job['status']}" + (f" ({job['stage']})" if job.get("stage") else "")]
     progress = job.get("progress")
     if progress and job["status"] in ("running", "cancelling"):
@@ -375,13 +352,13 @@ def _describe(job: dict[str, Any]) -> str:
         lines.append(
             f"  progress {progress['fraction']:.0%}" + (f", about {eta} s left" if eta else "")
         )
-    if job.get("error"):
-        error = job["error"]
+    error = job.get("error")
+    if error:
         lines.append(
             f"  error [{error['code']}] in {error.get('stage') or 'setup'}: {error['message']}"
         )
     if job.get("result"):
-        lines.extend("  " + line for line in _summary_lines(job["result"]))
+        lines.extend("  " + line for line in _summary_lines(job["result"] or {}))
     return "\n".join(lines)
 
 
@@ -400,18 +377,28 @@ def _summary_lines(result: dict[str, Any]) -> list[str]:
         )
     except (KeyError, TypeError):
         pass
+    for integration in result.get("integrations") or []:
+        if integration.get("status") == "succeeded":
+            registered = integration.get("registered_model")
+            lines.append(
+                f"{integration['type']}: run {integration.get('run_id')}"
+                + (f", {registered['name']} version {registered['version']}" if registered else "")
+            )
+        else:
+            error = integration.get("error") or {}
+            lines.append(
+                f"{integration['type']}: failed [{error.get('code')}] {error.get('message')}"
+            )
     return lines
 
 
 def run_submit(args: argparse.Namespace) -> int:
-    from service.allowlist import MODEL_FILES, SHARD_PATTERN
+    from layerfuse.client import model_files
 
     if not args.model.is_dir():
         print(f"error: --model {args.model} is not a directory", file=sys.stderr)
         return EXIT_BAD_INPUT
-    files = sorted(p for p in args.model.iterdir() if p.is_file())
-    uploads = [p for p in files if p.name in MODEL_FILES or SHARD_PATTERN.match(p.name)]
-    skipped = [p.name for p in files if p not in uploads]
+    uploads, skipped = model_files(args.model)
     if skipped:
         print(f"not uploading (not part of a model upload): {', '.join(skipped)}", file=sys.stderr)
     splits = {s: getattr(args, s) for s in ("train", "validation", "test") if getattr(args, s)}
@@ -428,70 +415,58 @@ def run_submit(args: argparse.Namespace) -> int:
         metadata[key] = value
 
     def body() -> int:
-        client = _client(args)
-        print(f"uploading {len(uploads)} model files from {args.model}", file=sys.stderr)
-        model = client.json(
-            "POST",
-            "/v1/models",
-            files=[("files", (p.name, p.open("rb"))) for p in uploads],
-        )
-        dataset: dict[str, Any] = {}
-        for split, path in splits.items():
-            with path.open("rb") as f:
-                dataset[split] = client.json(
-                    "POST", "/v1/datasets", files={"file": (path.name, f)}
-                )["id"]
-        fields = method_fields(args)
-        dataset.update(fields.pop("columns"))
-        job_body = {
+        with _client(args) as client:
+            return _submit(client, args, uploads, splits, metadata)
+
+    return _guarded(body)
+
+
+def _submit(
+    client: Client,
+    args: argparse.Namespace,
+    uploads: list[Path],
+    splits: dict[str, Path],
+    metadata: dict[str, str],
+) -> int:
+    print(f"uploading {len(uploads)} model files from {args.model}", file=sys.stderr)
+    model = client.upload_model(uploads)
+    dataset: dict[str, Any] = {
+        split: client.upload_dataset(path)["id"] for split, path in splits.items()
+    }
+    fields = method_fields(args)
+    dataset.update(fields.pop("columns"))
+    job = client.create_job(
+        {
             "model": {"source": "upload", "id": model["id"]},
             "dataset": dataset,
             **fields,
             "metadata": metadata,
         }
-        job = _create_job(client, job_body)
-        print(f"created {job['id']}", file=sys.stderr)
-        if args.no_follow:
-            print(job["id"])
-            return EXIT_OK
-        try:
-            job = _follow(client, job)
-        except KeyboardInterrupt:
-            print(
-                f"\nstopped following; {job['id']} keeps running on the server "
-                f"(layerfuse cancel {job['id']})",
-                file=sys.stderr,
-            )
-            return EXIT_INTERRUPTED
-        if job["status"] != "succeeded":
-            print(_describe(job), file=sys.stderr)
-            return EXIT_FAILED
-        _download(client, job, args.out)
-        for line in _summary_lines(job["result"]):
-            print(line)
-        print(f"wrote {args.out}/model and the report, model card and plots")
+    )
+    print(f"created {job['id']}", file=sys.stderr)
+    if args.no_follow:
+        print(job["id"])
         return EXIT_OK
+    try:
+        job = _follow(client, job)
+    except KeyboardInterrupt:
+        print(
+            f"\nstopped following; {job['id']} keeps running on the server "
+            f"(layerfuse cancel {job['id']})",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    if job["status"] != "succeeded":
+        print(_describe(job), file=sys.stderr)
+        return EXIT_FAILED
+    _download(client, job, args.out)
+    for line in _summary_lines(job["result"] or {}):
+        print(line)
+    print(f"wrote {args.out}/model and the report, model card and plots")
+    return EXIT_OK
 
-    return _guarded(body)
 
-
-def _create_job(client: Client, body: dict[str, Any]) -> dict[str, Any]:
-    """Create the job, retrying a few times while the queue is unavailable (503)."""
-    key = str(uuid.uuid4())
-    for attempt in range(5):
-        try:
-            job: dict[str, Any] = client.json(
-                "POST", "/v1/jobs", json=body, headers={"Idempotency-Key": key}
-            )
-            return job
-        except ApiProblem as exc:
-            if exc.status != 503 or attempt == 4:
-                raise
-            time.sleep(2 + 2 * attempt)
-    raise AssertionError("unreachable")
-
-
-def _follow(client: Client, job: dict[str, Any]) -> dict[str, Any]:
+def _follow(client: Client, job: Job) -> Job:
     from tqdm import tqdm
 
     bar = tqdm(
@@ -501,7 +476,7 @@ def _follow(client: Client, job: dict[str, Any]) -> dict[str, Any]:
         bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}",
     )
     try:
-        for event in client.events(job["id"], None):
+        for event in client.follow_events(job["id"]):
             data = event.get("data") or {}
             if event["type"] == "stage":
                 bar.set_description(str(data.get("stage", "")).replace("_", " "))
@@ -513,30 +488,21 @@ def _follow(client: Client, job: dict[str, Any]) -> dict[str, Any]:
                 bar.update(bar.total - bar.n)
     finally:
         bar.close()
-    final: dict[str, Any] = client.json("GET", f"/v1/jobs/{job['id']}")
-    return final
+    return client.get_job(job["id"])
 
 
-def _download(client: Client, job: dict[str, Any], out: Path) -> None:
-    """``out/model/`` from model.zip, plus the report, model card and plots."""
+def _download(client: Client, job: Job, out: Path) -> None:
+    """``out/model/`` from model.zip, plus the report, model card, plots (and model.onnx)."""
     out.mkdir(parents=True, exist_ok=True)
-    listed = client.json("GET", f"/v1/jobs/{job['id']}/artifacts")["data"]
-    archive = out / ".model.zip.part"
-    with client.http.stream("GET", f"/v1/jobs/{job['id']}/artifacts/model.zip") as response:
-        if response.status_code >= 400:
-            response.read()
-            raise ApiProblem(response.status_code, response.json())
-        with archive.open("wb") as f:
-            for chunk in response.iter_bytes(1 << 20):
-                f.write(chunk)
+    listed = client.list_artifacts(job["id"])
+    archive = client.download_artifact(job["id"], "model.zip", out / ".model.zip")
     _extract_model(archive, out)
     archive.unlink()
     for artifact in listed:
         name = artifact["name"]
         if "/" in name or name == "model.zip":
             continue
-        content = client.request("GET", f"/v1/jobs/{job['id']}/artifacts/{name}").content
-        (out / name).write_bytes(content)
+        client.download_artifact(job["id"], name, out / name)
 
 
 def _extract_model(archive: Path, out: Path) -> None:
