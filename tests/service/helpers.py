@@ -72,3 +72,66 @@ def assert_problem(response: httpx.Response, status: int, code: str, param: str 
     if param is not None:
         assert body["param"] == param, body
     return body
+
+
+class Receiver:
+    """A webhook receiver on 127.0.0.1: records every request and answers from a script.
+
+    ``statuses`` are answered in turn (then 200); ``requests`` holds ``(headers, body)``.
+    """
+
+    def __init__(self, statuses: list[int] | None = None):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.statuses = list(statuses or [])
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with receiver.lock:
+                    receiver.requests.append(
+                        ({k.lower(): v for k, v in self.headers.items()}, body)
+                    )
+                    status = receiver.statuses.pop(0) if receiver.statuses else 200
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/layerfuse?x=1"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Receiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def verify_standard_webhook(secret: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
+    """Verify a delivery as a receiver would, from the Standard Webhooks spec alone."""
+    import base64
+    import hashlib
+    import hmac
+    import time
+
+    key = base64.b64decode(secret.split("_", 1)[1])
+    msg_id, timestamp = headers["webhook-id"], headers["webhook-timestamp"]
+    assert abs(time.time() - int(timestamp)) < 300, "stale webhook-timestamp"
+    content = f"{msg_id}.{timestamp}.{body.decode()}".encode()
+    expected = base64.b64encode(hmac.new(key, content, hashlib.sha256).digest()).decode()
+    signatures = [
+        s.split(",", 1)[1] for s in headers["webhook-signature"].split() if s.startswith("v1,")
+    ]
+    assert any(hmac.compare_digest(expected, s) for s in signatures), "bad webhook-signature"
+    payload: dict[str, Any] = json.loads(body)
+    return payload
