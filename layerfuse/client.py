@@ -85,7 +85,8 @@ __all__ = [
 
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=600.0, write=600.0, pool=10.0)
-STREAM_READ_TIMEOUT_S = 60.0  # the server sends a keep-alive comment every 15 s
+# The server sends a keep-alive comment every 15 s: a minute of silence is a dead connection.
+STREAM_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=10.0)
 MAX_RETRY_AFTER_S = 120.0
 
 # --- Objects ---------------------------------------------------------------------------------
@@ -528,7 +529,7 @@ class Client:
                     "GET",
                     f"/v1/jobs/{job_id}/events/stream",
                     headers=headers,
-                    timeout=httpx.Timeout(DEFAULT_TIMEOUT, read=STREAM_READ_TIMEOUT_S),
+                    timeout=STREAM_TIMEOUT,
                 ) as response:
                     if response.status_code >= 400:
                         response.read()
