@@ -8,7 +8,7 @@ the target is validation accuracy after the removal, minus a tie-breaking sliver
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -18,7 +18,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from .catalogue import FUSION_FOREST, FUSION_LINEAR, SIGNAL_IDS
-from .strategies import PredictorStrategy
+from .strategies import pick
 from .sweep import State, Step, Sweep
 
 FEATURES: list[str] = [*SIGNAL_IDS, "relative_depth", "fraction_removed"]
@@ -69,26 +69,55 @@ def build_rows(steps: Iterable[Step], sweep: Sweep) -> FusionData:
 
 
 @dataclass
+class FusionStrategy:
+    """Removes the layer whose removal leaves the most validation accuracy, as predicted.
+
+    A removal the sweep has already evaluated (every k = 0 removal, thanks to the probe, and any
+    state another trajectory reached) is scored by its measurement instead of the prediction
+    when ``use_measured`` is on: a forest fitted on a few dozen rows mostly learns how accuracy
+    falls with depth and can rank a state's candidates against the very rows it was fitted on.
+    ``decisions`` records, per step, whether a measurement or the model decided.
+    """
+
+    id: str
+    regressor: Any
+    use_measured: bool
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+
+    def start(self) -> None:
+        self.decisions = []
+
+    def choose(self, state: State, sweep: Sweep) -> int:
+        features = state_features(state, sweep)
+        layers = sorted(features)
+        predicted = self.regressor.predict(np.array([features[c] for c in layers]))
+        scores = {c: float(v) for c, v in zip(layers, predicted, strict=True)}
+        measured = [c for c in layers if self.use_measured and state | {c} in sweep.metrics]
+        for c in measured:
+            scores[c] = target(sweep, state | {c})
+        layer = pick(scores, highest=True)
+        self.decisions.append(
+            {
+                "layers_removed": len(state) + 1,
+                "layer": layer,
+                "decided_by": "measured" if layer in measured else "model",
+                "measured_candidates": measured,
+            }
+        )
+        return layer
+
+
+@dataclass
 class FusionModels:
     linear: Any
     forest: RandomForestRegressor
     rows: int
 
-    def strategies(self) -> list[PredictorStrategy]:
+    def strategies(self, use_measured: bool) -> list[FusionStrategy]:
         return [
-            PredictorStrategy(FUSION_LINEAR, self._predictor(self.linear)),
-            PredictorStrategy(FUSION_FOREST, self._predictor(self.forest)),
+            FusionStrategy(FUSION_LINEAR, self.linear, use_measured),
+            FusionStrategy(FUSION_FOREST, self.forest, use_measured),
         ]
-
-    @staticmethod
-    def _predictor(regressor: Any):
-        def predict(state: State, sweep: Sweep) -> dict[int, float]:
-            features = state_features(state, sweep)
-            layers = sorted(features)
-            scores = regressor.predict(np.array([features[c] for c in layers]))
-            return {c: float(s) for c, s in zip(layers, scores, strict=True)}
-
-        return predict
 
     def explain(self) -> dict[str, Any]:
         coefficients = self.linear[-1].coef_

@@ -151,6 +151,8 @@ def load_model(info: ModelInfo, labels: list[str], *, head_matches: bool) -> Loa
         path,
         config=config,
         attn_implementation="eager",
+        # Half-precision checkpoints are trained and measured in fp32; autocast does the rest.
+        dtype=torch.float32,
         use_safetensors=True,
         trust_remote_code=False,
         ignore_mismatched_sizes=not head_matches,

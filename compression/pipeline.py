@@ -418,11 +418,14 @@ class _Run:
         self.fusion = fit_fusion(build_rows(steps, self.sweep), self.seed)
         self.report["fusion"] = self.fusion.explain()
         self._work_done, self._work_total = 0, len(self.wants_fusion) * self.max_removed
-        for strategy in self.fusion.strategies():
+        decisions = {}
+        for strategy in self.fusion.strategies(self.options.fusion_uses_measured):
             if strategy.id in self.wants_fusion:
                 self.trajectories[strategy.id] = self.sweep.walk(
                     strategy, self.max_removed, self._on_step
                 )
+                decisions[strategy.id] = strategy.decisions
+        self.report["fusion"]["decisions"] = decisions
 
     # -- 6. select ------------------------------------------------------------------------------
 
@@ -436,6 +439,9 @@ class _Run:
             self.baseline_accuracy,
         )
         self.report["strategies"] = self._strategies_report(curves)
+        self.report["probe"] = [
+            {"layer": step.layer, **self.sweep.metrics[step.after]} for step in self.probe_steps
+        ]
         self.report["signals"] = self._signals_report()
         self.report["selection"] = self.selection.to_report(self.spec.target)
         s = self.selection

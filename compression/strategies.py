@@ -8,7 +8,6 @@ layer index (method.md).
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -90,17 +89,3 @@ class BlockInfluenceStrategy:
         return pick(
             {layer: values[BLOCK_INFLUENCE] for layer, values in signals.items()}, highest=False
         )
-
-
-@dataclass
-class PredictorStrategy:
-    """Removes the layer whose removal a fitted model predicts leaves the most accuracy."""
-
-    id: str
-    predict: Callable[[State, Sweep], dict[int, float]]
-
-    def start(self) -> None:
-        pass
-
-    def choose(self, state: State, sweep: Sweep) -> int:
-        return pick(self.predict(state, sweep), highest=True)

@@ -115,3 +115,49 @@ def test_fixed_depth_beyond_the_sweep_is_refused():
 def test_select_best_prefers_the_deeper_of_equal_accuracies():
     curves = {"drop-top": curve([0.9, 0.88, 0.88, 0.5], [3, 2, 1])}
     assert select(curves, "drop-top", Target(select="best"), 4, 0.9).layers_removed == 2
+
+
+class ConstantModel:
+    """A fitted model that prefers higher layer indices, whatever the signals say."""
+
+    def predict(self, x):
+        return x[:, -2]  # relative depth
+
+
+class MeasuredSweep(FakeSweep):
+    def __init__(self, signals, metrics):
+        super().__init__(signals)
+        self.metrics = metrics
+
+    def state_metrics(self, state):
+        return self.metrics[state]
+
+
+def metrics_of(accuracy: float) -> dict:
+    return {"validation": {"accuracy": accuracy, "macro_f1": accuracy, "loss": 0.5}, "test": None}
+
+
+def test_a_measured_removal_outranks_the_models_prediction():
+    from compression.fusion import FusionStrategy
+
+    signals = {layer: {sid: 1.0 for sid in SIGNAL_IDS} for layer in range(4)}
+    # The probe measured every single-layer removal: removing layer 1 hurts least.
+    metrics = {frozenset({c}): metrics_of(a) for c, a in enumerate([0.5, 0.9, 0.6, 0.7])}
+    sweep = MeasuredSweep(signals, metrics)
+    measured = FusionStrategy("fusion-random-forest", ConstantModel(), use_measured=True)
+    assert measured.choose(EMPTY, sweep) == 1
+    assert measured.decisions == [
+        {
+            "layers_removed": 1,
+            "layer": 1,
+            "decided_by": "measured",
+            "measured_candidates": [0, 1, 2, 3],
+        }
+    ]
+    predicted = FusionStrategy("fusion-random-forest", ConstantModel(), use_measured=False)
+    assert predicted.choose(EMPTY, sweep) == 3
+    assert predicted.decisions[0]["decided_by"] == "model"
+    # Where nothing is measured the model decides, with measured and predicted scores compared.
+    sweep.metrics = {frozenset({1}): metrics_of(0.2)}
+    assert measured.choose(EMPTY, sweep) == 3
+    assert measured.decisions[-1]["decided_by"] == "model"

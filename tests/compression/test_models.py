@@ -133,3 +133,14 @@ def test_no_head_and_no_fine_tuning_allowed_is_refused(tiny_encoder, synthetic_d
     with pytest.raises(InvalidInputError) as info:
         compress(spec, tmp_path / "out")
     assert info.value.code == "model_head_missing"
+
+
+def test_half_precision_checkpoints_load_in_fp32(tmp_path):
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    path = make_model_dir(tmp_path / "m", num_labels=3)
+    AutoModelForSequenceClassification.from_pretrained(path).half().save_pretrained(path)
+    info = inspect_model_dir(path)
+    loaded = load_model(info, info.head_labels or [], head_matches=True)
+    assert {p.dtype for p in loaded.model.parameters()} == {torch.float32}

@@ -110,6 +110,17 @@ def test_report_has_every_key_of_the_schema(run):
     assert {"preparing", "sweeping", "fusing", "distilling", "exporting"} <= set(report["timings"])
 
 
+def test_probe_is_reported_and_fusion_starts_from_its_best_removal(run):
+    report = run[0].report
+    probe = report["probe"]
+    assert [p["layer"] for p in probe] == [0, 1, 2, 3]
+    best = max(probe, key=lambda p: (p["validation"]["accuracy"], -p["validation"]["loss"]))
+    for sid in ("fusion-random-forest", "fusion-linear-regression"):
+        first = report["fusion"]["decisions"][sid][0]
+        assert first["decided_by"] == "measured"
+        assert report["strategies"][sid]["removal_order"][0] == best["layer"] == first["layer"]
+
+
 def test_every_strategy_walks_a_full_curve(run):
     report = run[0].report
     expected = set(STRATEGY_IDS) | {"random/seed-0", "random/seed-1"}
