@@ -37,7 +37,8 @@ class SequenceClassifier(PythonModel):
         labels = self.model.config.id2label
         self.labels = [str(labels[i]) for i in range(self.model.config.num_labels)]
 
-    def predict(self, context: Any, model_input: Any, params: Any = None) -> pd.DataFrame:
+    # No type hints: MLflow would try to validate inputs from them (the signature does that).
+    def predict(self, context, model_input, params=None):
         import torch
 
         frame = self._frame(model_input)

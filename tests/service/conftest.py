@@ -179,3 +179,23 @@ def globex(client: TestClient) -> TestClient:
     """Tenant ``globex``'s client of the same app."""
     other = TestClient(client.app, headers={"Authorization": f"Bearer {GLOBEX_KEY}"})
     return other
+
+
+# --- The integration stack (tests.service.stack): one per test module that asks for it ---------
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from .stack import running_redis
+
+    with running_redis(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """API, a worker and the webhook worker on Redis and PostgreSQL (a :class:`Stack`)."""
+    from .stack import running_stack
+
+    with running_stack(redis_url, tmp_path_factory.mktemp("stack")) as running:
+        yield running

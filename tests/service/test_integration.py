@@ -5,23 +5,20 @@ and datasets, run a job to success, download and reload the model; cancel queued
 jobs; kill the worker mid-job and watch the job finish on its second attempt. A second stack
 runs ``layerfuse up`` (SQLite and the filesystem broker) and ``layerfuse submit`` against it.
 
-Skips (Redis or PostgreSQL missing) say ``SERVICE-SKIP:``; CI treats them as failures.
+Skips (Redis or PostgreSQL missing) say ``SERVICE-SKIP:``; CI treats them as failures. The
+stack is :mod:`tests.service.stack`'s, through the ``stack`` fixture.
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 import zipfile
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,189 +27,20 @@ import pytest
 
 from tests.factories import synthetic_rows, write_jsonl
 
-from .conftest import fresh_postgres_database
 from .helpers import job_body, model_files, parse_sse
+from .stack import (
+    ACME,
+    DATASET_LIMIT,
+    MODEL_LIMIT,
+    REPO,
+    Process,
+    Stack,
+    free_port,
+    healthy,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
-
-REPO = Path(__file__).resolve().parents[2]
-ACME = "acme-integration-key-000000000"
-GLOBEX = "globex-integration-key-00000000"
-DATASET_LIMIT = 1024 * 1024
-MODEL_LIMIT = 4 * 1024 * 1024
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.3) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-class Process:
-    """A child process in its own session, with its output in a log file."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], logs: Path):
-        self.name = name
-        self.log = logs / f"{name}.log"
-        self._file = self.log.open("wb")
-        self.popen = subprocess.Popen(
-            argv,
-            env=env,
-            cwd=REPO,
-            stdout=self._file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait(timeout=10)
-        self._file.close()
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = shutil.which("redis-server")
-    if server is None:
-        pytest.skip("SERVICE-SKIP: redis-server is not on PATH")
-    port = free_port()
-    folder = tmp_path_factory.mktemp("redis")
-    process = Process(
-        "redis",
-        [
-            server,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(folder),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        dict(os.environ),
-        folder,
-    )
-    try:
-        import redis
-
-        wait_for(lambda: _redis_ping(redis, port), 15, "redis-server")
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.stop()
-
-
-def _redis_ping(redis: Any, port: int) -> bool:
-    try:
-        return bool(redis.Redis(port=port, socket_connect_timeout=1).ping())
-    except Exception:
-        return False
-
-
-class Stack:
-    def __init__(self, url: str, env: dict[str, str], logs: Path):
-        self.url = url
-        self.env = env
-        self.logs = logs
-        self.processes: dict[str, Process] = {}
-        self.acme = httpx.Client(
-            base_url=url, headers={"Authorization": f"Bearer {ACME}"}, timeout=60
-        )
-        self.globex = httpx.Client(
-            base_url=url, headers={"Authorization": f"Bearer {GLOBEX}"}, timeout=60
-        )
-
-    def start(self, name: str, *args: str) -> Process:
-        argv = [sys.executable, "-m", "layerfuse.cli", *args]
-        self.processes[name] = Process(name, argv, self.env, self.logs)
-        return self.processes[name]
-
-    def job(self, job_id: str) -> dict[str, Any]:
-        response = self.acme.get(f"/v1/jobs/{job_id}")
-        assert response.status_code == 200, response.text
-        result: dict[str, Any] = response.json()
-        return result
-
-    def wait_status(self, job_id: str, statuses: set[str], timeout: float) -> dict[str, Any]:
-        def done() -> dict[str, Any] | None:
-            job = self.job(job_id)
-            return job if job["status"] in statuses else None
-
-        try:
-            result: dict[str, Any] = wait_for(done, timeout, f"{job_id} to reach {statuses}")
-        except AssertionError:
-            print(self.diagnostics())
-            raise
-        return result
-
-    def diagnostics(self) -> str:
-        return "\n".join(f"--- {p.name} ---\n{p.tail()}" for p in self.processes.values())
-
-
-@pytest.fixture(scope="module")
-def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """API + one worker on Redis and PostgreSQL, with short heartbeats and tight upload limits."""
-    with fresh_postgres_database() as database_url:
-        root = tmp_path_factory.mktemp("stack")
-        port = free_port()
-        env = {
-            **os.environ,
-            "LAYERFUSE_ENV": "test",
-            "LAYERFUSE_DATA_DIR": str(root / "data"),
-            "DATABASE_URL": database_url,
-            "REDIS_URL": redis_url,
-            "LAYERFUSE_API_KEYS": f"acme:{ACME},globex:{GLOBEX}",
-            "LAYERFUSE_MAX_DATASET_UPLOAD_BYTES": str(DATASET_LIMIT),
-            "LAYERFUSE_MAX_MODEL_UPLOAD_BYTES": str(MODEL_LIMIT),
-            "LAYERFUSE_HEARTBEAT_INTERVAL_S": "1",
-            "LAYERFUSE_HEARTBEAT_TIMEOUT_S": "10",
-            "LAYERFUSE_RECONCILE_INTERVAL_S": "1",
-            "LAYERFUSE_DEVICE": "cpu",
-        }
-        stack = Stack(f"http://127.0.0.1:{port}", env, root)
-        stack.start("worker", "worker")
-        stack.start("api", "serve", "--port", str(port))
-        try:
-            wait_for(lambda: _ready(stack.url), 90, "the API to be ready with a worker")
-        except AssertionError:
-            print(stack.diagnostics())
-            for process in stack.processes.values():
-                process.stop()
-            raise
-        try:
-            yield stack
-        finally:
-            for process in stack.processes.values():
-                process.stop()
-
-
-def _ready(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/readyz", timeout=5).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 @pytest.fixture(scope="module")
@@ -549,7 +377,7 @@ def test_broker_down_at_creation_answers_503_and_no_job_exists(
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: _healthy(url), 60, "the second API")
+        wait_for(lambda: healthy(url), 60, "the second API")
         before = len(stack.acme.get("/v1/jobs", params={"limit": 100}).json()["data"])
         client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ACME}"}, timeout=60)
         started = time.monotonic()
@@ -562,10 +390,3 @@ def test_broker_down_at_creation_answers_503_and_no_job_exists(
         assert (ready.status_code, ready.json()["checks"]["broker"]) == (503, "unreachable")
     finally:
         api.stop()
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/healthz", timeout=5).status_code == 200
-    except httpx.HTTPError:
-        return False
