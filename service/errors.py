@@ -10,7 +10,8 @@ with the request id and answered with a generic ``internal_error``.
     ├── 404 NotFound             not_found (also for another tenant's ids)
     ├── 409 Conflict             idempotency_key_reused, resource_in_use, job_not_succeeded
     ├── 413 PayloadTooLarge      upload_too_large
-    ├── 422 Unprocessable        invalid_request, upload_file_not_allowed, model_*, dataset_*
+    ├── 422 Unprocessable        invalid_request, upload_file_not_allowed, model_*, dataset_*,
+    │                            webhook_url_*, webhook_secret_missing, mlflow_tracking_uri_*
     └── 503 ServiceUnavailable   broker_unavailable
 """
 

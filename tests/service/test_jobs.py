@@ -460,6 +460,7 @@ def test_the_openapi_document_describes_every_route(client: TestClient) -> None:
         "/v1/jobs",
         "/v1/jobs/{job_id}/events/stream",
         "/v1/jobs/{job_id}/artifacts/{name}",
+        "/v1/jobs/{job_id}/webhook_deliveries",
         "/healthz",
         "/readyz",
         "/metrics",
