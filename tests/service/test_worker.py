@@ -15,7 +15,12 @@ import pytest
 from sqlalchemy import update
 
 import compression.pipeline
-from compression.errors import CompressionCancelled, DatasetError
+from compression.errors import (
+    CompressionCancelled,
+    DatasetError,
+    InvalidInputError,
+    LayerfuseError,
+)
 from compression.progress import Progress
 from service.settings import Settings
 from service.storage import Storage
@@ -25,6 +30,7 @@ from service.store.jobs import Claim
 from worker.reporter import Heartbeat, StoreCancelToken, StoreReporter, json_safe
 from worker.runner import record, run_claimed
 
+from .stack import free_port
 from .test_jobs import create, uploaded  # noqa: F401  (the fixture)
 
 
@@ -123,6 +129,17 @@ def test_heartbeat_refreshes_the_job(db: Database, job_id: str) -> None:
             "failed",
             "dataset_empty",
         ),
+        (
+            # A worker without the onnx extra: what a job asking for ONNX gets (docs/service.md).
+            InvalidInputError("install the onnx extra", code="export_onnx_unavailable"),
+            "failed",
+            "export_onnx_unavailable",
+        ),
+        (
+            LayerfuseError("model.onnx differs", code="export_onnx_mismatch"),
+            "failed",
+            "export_onnx_mismatch",
+        ),
         (CompressionCancelled(), "cancelled", None),
         (RuntimeError("/secret/path exploded"), "failed", "internal_error"),
     ],
@@ -183,3 +200,35 @@ def test_success_publishes_outputs_then_lists_them(
     output = Storage(settings).output_dir("acme", job_id)
     assert (output / "model" / "config.json").is_file()
     assert list(output.parent.glob(".attempt-*")) == []
+
+
+def test_a_failed_integration_leaves_the_job_succeeded_with_model_onnx_listed(
+    db: Database, settings: Settings, job_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def writes(spec: Any, out_dir: Path, *, reporter: Any, cancel: Any, checkpoint_dir: Any):
+        (out_dir / "model").mkdir(parents=True)
+        (out_dir / "model" / "config.json").write_text("{}")
+        (out_dir / "report.json").write_text("{}")
+        (out_dir / "model.onnx").write_bytes(b"onnx")
+        return compression.pipeline.CompressionResult(out_dir, {}, {"strategy": "drop-top"})
+
+    monkeypatch.setattr(compression.pipeline, "compress", writes)
+    unreachable = {"tracking_uri": f"http://127.0.0.1:{free_port()}", "experiment": "x"}
+    with db.session() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        job.spec = {**job.spec, "integrations": [{"type": "mlflow", "mlflow": unreachable}]}
+    claim = claimed(db, job_id)
+    config = settings.model_copy(update={"webhook_allow_private": True, "mlflow_timeout_s": 2})
+    outcome = run_claimed(db, config, claim)
+    assert outcome.status == "succeeded", outcome
+    (mlflow,) = (outcome.result or {})["integrations"]
+    assert (mlflow["type"], mlflow["status"], mlflow["error"]["code"]) == (
+        "mlflow",
+        "failed",
+        "mlflow_failed",
+    )
+    onnx = next(a for a in outcome.artifacts or [] if a["name"] == "model.onnx")
+    assert onnx["bytes"] == 4 and len(onnx["sha256"]) == 64
+    warning = [e for e in events(db, job_id) if e.level == "warning"]
+    assert warning and warning[-1].message.startswith("mlflow integration failed [mlflow_failed]")
