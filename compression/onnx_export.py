@@ -89,6 +89,9 @@ class OnnxModel:
 
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3
+        # Idle onnxruntime threads spin for a while by default, taking the cores from whatever
+        # runs next (a PyTorch timing, the next job's batches).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = onnxruntime.InferenceSession(
             str(path), options, providers=["CPUExecutionProvider"]
         )
