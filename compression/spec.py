@@ -27,6 +27,9 @@ from .catalogue import (
     STRATEGY_IDS,
 )
 
+# File names that only name a split, not the data: the folder names the data instead.
+SPLIT_FILE_STEMS = frozenset({"train", "training", "data"})
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -191,6 +194,6 @@ class CompressionSpec(MethodSpec):
         or its folder's name when the stem only names the split (``sst2/train.jsonl``)."""
         if self.dataset_name:
             return self.dataset_name
-        if self.train.stem.lower() in {"train", "training", "data"} and self.train.parent.name:
+        if self.train.stem.lower() in SPLIT_FILE_STEMS and self.train.parent.name:
             return self.train.parent.name
         return self.train.stem

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from compression.errors import CompressionCancelled, InvalidInputError, LayerfuseError
-from compression.spec import CompressionSpec
+from compression.spec import SPLIT_FILE_STEMS, CompressionSpec
 from service.allowlist import MODEL_FILES
 from service.artifacts import describe_outputs
 from service.settings import Settings
@@ -54,6 +54,7 @@ def build_spec(job: Job, settings: Settings, storage: Storage, db: Database) -> 
     if settings.device != "auto":
         fields["options"] = {**fields.get("options", {}), "device": settings.device}
     splits: dict[str, Path] = {}
+    dataset_name: str | None = None
     with db.session() as session:
         for split in SPLITS:
             if dataset.get(split):
@@ -65,10 +66,15 @@ def build_spec(job: Job, settings: Settings, storage: Storage, db: Database) -> 
                         param=f"dataset.{split}",
                     )
                 splits[split] = storage.dataset_dir(job.tenant, row.id) / row.stored_name
+                if split == "train":
+                    # The model card names the data by the uploaded file, not the stored copy.
+                    stem = Path(row.filename).stem
+                    dataset_name = None if stem.lower() in SPLIT_FILE_STEMS else stem
     return CompressionSpec.model_validate(
         {
             **fields,
             **splits,
+            "dataset_name": dataset_name,
             "model_dir": _model_dir(model, job, settings, storage),
             "columns": {k: dataset[k] for k in COLUMNS if k in dataset},
         }

@@ -232,3 +232,28 @@ def test_a_failed_integration_leaves_the_job_succeeded_with_model_onnx_listed(
     assert onnx["bytes"] == 4 and len(onnx["sha256"]) == 64
     warning = [e for e in events(db, job_id) if e.level == "warning"]
     assert warning and warning[-1].message.startswith("mlflow integration failed [mlflow_failed]")
+
+
+def test_the_model_card_names_the_uploaded_dataset(
+    client, db: Database, settings: Settings, tiny_classifier: Path, synthetic_data, tmp_path: Path
+) -> None:
+    import shutil
+
+    from service.store import Job
+    from worker.runner import build_spec
+
+    from .helpers import job_body, upload_dataset, upload_model
+
+    named = shutil.copy(synthetic_data["train"], tmp_path / "product-reviews.jsonl")
+    model = upload_model(client, tiny_classifier).json()["id"]
+    generic, specific = (
+        upload_dataset(client, p).json()["id"] for p in (synthetic_data["train"], named)
+    )
+    # "train.jsonl" names only the split, so the card falls back to the dataset's id.
+    for dataset, expected in {specific: "product-reviews", generic: generic}.items():
+        job_id = client.post("/v1/jobs", json=job_body(model, dataset)).json()["id"]
+        with db.session() as session:
+            job = session.get(Job, job_id)
+            assert job is not None
+            spec = build_spec(job, settings, Storage(settings), db)
+        assert spec.resolved_dataset_name() == expected
