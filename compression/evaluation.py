@@ -101,32 +101,44 @@ def size_mb(parameters: int) -> float:
     return parameters * 4 / 2**20
 
 
+def time_batches(
+    run: Callable[[Batch], object],
+    encoded: Encoded,
+    repeats: int = 10,
+    prepare: Callable[[Batch], Batch] = lambda batch: batch,
+    sync: Callable[[], None] = lambda: None,
+) -> dict[str, float]:
+    """Mean milliseconds of ``run`` per batch of 1 and of 32 real examples, after a warm-up.
+
+    ``prepare`` (moving the batch to a device) happens before the clock starts; ``sync`` waits for
+    queued device work so the clock measures it.
+    """
+    result = {}
+    for size, key in ((1, "batch_1"), (32, "batch_32")):
+        batch = prepare(encoded.collate(list(range(min(size, len(encoded))))))
+        runs = repeats if size == 1 else max(2, repeats // 3)
+        for _ in range(2):
+            run(batch)
+        sync()
+        start = time.perf_counter()
+        for _ in range(runs):
+            run(batch)
+        sync()
+        result[key] = (time.perf_counter() - start) * 1000 / runs
+    return result
+
+
 @torch.no_grad()
 def latency_ms(
     model: nn.Module, encoded: Encoded, runtime: Runtime, repeats: int = 10
 ) -> dict[str, float]:
-    """Mean milliseconds per batch of 1 and of 32 real examples, after a warm-up."""
+    """Mean milliseconds per batch of 1 and of 32 on the run's device and precision."""
     model.eval()
-    with fast_attention(model):
-        return _timed_batches(model, encoded, runtime, repeats)
 
-
-def _timed_batches(
-    model: nn.Module, encoded: Encoded, runtime: Runtime, repeats: int
-) -> dict[str, float]:
-    result = {}
-    for size, key in ((1, "batch_1"), (32, "batch_32")):
-        batch = encoded.collate(list(range(min(size, len(encoded))))).to(runtime.device)
-        runs = repeats if size == 1 else max(2, repeats // 3)
+    def run(batch: Batch) -> None:
         with runtime.autocast():
-            for _ in range(2):
-                model(**batch.inputs)
-            if runtime.device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            for _ in range(runs):
-                model(**batch.inputs)
-            if runtime.device.type == "cuda":
-                torch.cuda.synchronize()
-        result[key] = (time.perf_counter() - start) * 1000 / runs
-    return result
+            model(**batch.inputs)
+
+    sync = torch.cuda.synchronize if runtime.device.type == "cuda" else (lambda: None)
+    with fast_attention(model):
+        return time_batches(run, encoded, repeats, lambda b: b.to(runtime.device), sync)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import io
-import time
 import warnings
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from torch import nn
 
 from .batching import Batch, Encoded
 from .errors import InvalidInputError
+from .evaluation import time_batches
 
 OPSET = 18
 # fp32 on both sides; what remains is summation order. A wrong graph is off by orders more.
@@ -114,14 +114,4 @@ def max_abs_diff(onnx_model: OnnxModel, model: nn.Module, batches: list[Batch]) 
 
 def latency_ms(onnx_model: OnnxModel, encoded: Encoded, repeats: int = 10) -> dict[str, float]:
     """Mean onnxruntime CPU milliseconds per batch of 1 and of 32, after a warm-up."""
-    result = {}
-    for size, key in ((1, "batch_1"), (32, "batch_32")):
-        batch = encoded.collate(list(range(min(size, len(encoded)))))
-        runs = repeats if size == 1 else max(2, repeats // 3)
-        for _ in range(2):
-            onnx_model(batch)
-        start = time.perf_counter()
-        for _ in range(runs):
-            onnx_model(batch)
-        result[key] = (time.perf_counter() - start) * 1000 / runs
-    return result
+    return time_batches(onnx_model, encoded, repeats)
