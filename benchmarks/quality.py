@@ -560,6 +560,8 @@ def run(args: argparse.Namespace) -> None:
     for name in todo:
         print(f"{name}: starting", flush=True)
         entry = run_dataset(name, args, model_dir, work)
+        # settings.library_commit is the latest run's; each dataset keeps the commit it ran on
+        entry["library_commit"] = env["library_commit"]
         results["datasets"][name] = entry
         write_json_atomic(results_file, results)
         d = entry["distilled"]
