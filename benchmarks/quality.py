@@ -957,6 +957,9 @@ def render(cpu_file: Path, gpu_file: Path, out: Path) -> None:
         sections += render_run(label, results, prefix)
     if gpu and cpu and cpu.get("datasets"):
         sections += render_compare(gpu, cpu)
+    control = RESULTS_DIR / "kd_control.json"
+    if control.is_file():
+        sections += render_kd_control(json.loads(control.read_text()))
     sections += render_settings(gpu or cpu or {})
     out.write_text("\n".join(sections) + "\n")
 
@@ -1047,6 +1050,28 @@ def render_run(label: str, results: dict[str, Any], prefix: str) -> list[str]:
         "",
     ]
     return lines
+
+
+def render_kd_control(control: dict[str, Any]) -> list[str]:
+    """``kd_control.py``'s table: is the distilled model's edge the method or its extra epochs?"""
+    lines = [
+        "## Control: the original trained as long as the distilled model",
+        "",
+        "The distilled student trains 3 epochs more than the original (the teacher). "
+        "`benchmarks/kd_control.py` gives the unpruned teacher the same 3 epochs more, "
+        "cross-entropy only, best epoch by validation (`results/kd_control.json`). Test accuracy:",
+        "",
+        "| dataset | original (3 epochs) | original, 3 epochs more | distilled (pruned + KD) | "
+        "distilled − longer original |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for n, d in control["datasets"].items():
+        longer, distilled = d["trained_longer"]["test_accuracy"], d["distilled_test_accuracy"]
+        lines.append(
+            f"| {n} | {_fmt(d['original']['test_accuracy'])} | {_fmt(longer)} | "
+            f"{_fmt(distilled, distilled > longer)} | {100 * (distilled - longer):+.1f} |"
+        )
+    return [*lines, ""]
 
 
 def render_compare(gpu: dict[str, Any], cpu: dict[str, Any]) -> list[str]:

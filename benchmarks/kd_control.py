@@ -1,0 +1,137 @@
+"""Control for the distillation claim: is "distilled beats the original" the method, or training?
+
+The quality benchmark's original model is the teacher after 3 fine-tuning epochs; the distilled
+student then trains 3 more epochs (on the teacher's soft labels). Where the teacher was still
+improving at its third epoch, the student's edge may be those extra epochs alone. This control
+trains the *unpruned* teacher for the same 3 more epochs with plain cross-entropy (same learning
+rate, batch size, schedule, seed and best-epoch-by-validation rule as the library's distillation)
+and records its test accuracy beside the original and the distilled model of
+``results/quality.json``.
+
+    python benchmarks/kd_control.py                       # every dataset in quality.json
+    python benchmarks/kd_control.py --datasets emotion,20newsgroups
+
+It reuses the quality run's subsets and teacher checkpoint (``runs/quality/<name>/checkpoint``);
+where the checkpoint is gone it fine-tunes the teacher again with the same seed, as the quality
+run did. Results: ``results/kd_control.json`` (written after every dataset, resumable), rendered
+into ``results/quality.md`` by ``quality.py --render-only``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import quality
+
+RESULTS = quality.RESULTS_DIR / "kd_control.json"
+
+
+def control(name: str, args: argparse.Namespace, model_dir: Path) -> dict[str, Any]:
+    # The library's own run object, so the teacher, data and encodings are exactly the quality
+    # run's; only the final training differs (the control's whole point), hence the private API.
+    import torch
+
+    from compression import Columns, CompressionSpec
+    from compression.pipeline import _Run
+    from compression.progress import NeverCancel
+    from compression.training import default_learning_rate, train
+
+    data = args.subsets / name
+    manifest = json.loads((data / "manifest.json").read_text())
+    spec = CompressionSpec(
+        model_dir=model_dir,
+        train=data / "train.jsonl",
+        validation=data / "validation.jsonl",
+        test=data / "test.jsonl",
+        columns=Columns(text_pair_column="text_pair" if manifest["pair"] else None),
+        options={"max_length": args.max_length, "seed": args.seed, "device": args.device},
+    )
+    run = _Run(
+        spec,
+        args.work / name / "control",
+        quality.PrintReporter(name),
+        NeverCancel(),
+        args.work / name / "checkpoint",
+    )
+    started = time.perf_counter()
+    torch.manual_seed(run.seed)  # as compress() does: the new head's initial weights
+    run.prepare()
+    run.tracker.enter("fine_tuning_teacher")
+    run.fine_tune_teacher()
+    test = run.test
+    assert test is not None  # the spec names a test split
+    validation = run.validation
+    original = {
+        "validation_accuracy": round(validation.evaluate(run.model, run.runtime)["accuracy"], 6),
+        "test_accuracy": round(test.evaluate(run.model, run.runtime)["accuracy"], 6),
+    }
+    kd = spec.distillation
+    result = train(
+        run.model,
+        run.train_set,
+        run.validation,
+        run.runtime,
+        epochs=kd.epochs,
+        learning_rate=kd.learning_rate or default_learning_rate(run.parameters),
+        batch_size=kd.batch_size,
+        seed=run.seed,
+    )
+    return {
+        "original": original,
+        "trained_longer": {
+            "validation_accuracy": round(result.best["accuracy"], 6),
+            "test_accuracy": round(test.evaluate(run.model, run.runtime)["accuracy"], 6),
+            "best_epoch": result.best_epoch,
+            "validation_history": [round(h["accuracy"], 4) for h in result.history],
+        },
+        "extra_epochs": kd.epochs,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--datasets", default=None, help="comma-separated (default: quality.json's)")
+    p.add_argument("--results", type=Path, default=RESULTS)
+    p.add_argument("--quality", type=Path, default=quality.RESULTS_DIR / "quality.json")
+    p.add_argument("--work", type=Path, default=quality.DEFAULT_WORK)
+    p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--force", action="store_true", help="redo datasets already in --results")
+    args = p.parse_args()
+    runs = json.loads(args.quality.read_text())
+    settings = runs["settings"]
+    args.max_length, args.seed, args.commit = settings["max_length"], settings["seed"], None
+    args.subsets = args.work / "subsets"
+    names = args.datasets.split(",") if args.datasets else list(runs["datasets"])
+    out = json.loads(args.results.read_text()) if args.results.is_file() else {"datasets": {}}
+    out["settings"] = {
+        "what": "the unpruned teacher trained for the distillation's epochs more, cross-entropy "
+        "only, best epoch by validation; compare with quality.json's distilled model",
+        "command": "python benchmarks/kd_control.py",
+        **quality.environment(args, settings["model_weights"]),
+    }
+    model_dir, _ = quality.fp32_model_dir(quality.default_model_dir(), args.work)
+    for name in names:
+        if name in out["datasets"] and not args.force:
+            print(f"{name}: already in {args.results}, skipped", flush=True)
+            continue
+        if not (args.subsets / name / "manifest.json").is_file():
+            raise SystemExit(f"{name}: no subsets under {args.subsets}; run quality.py first")
+        entry = control(name, args, model_dir)
+        entry["distilled_test_accuracy"] = runs["datasets"][name]["distilled"]["test_accuracy"]
+        out["datasets"][name] = entry
+        quality.write_json_atomic(args.results, out)
+        print(
+            f"{name}: original {entry['original']['test_accuracy']:.4f}, trained longer "
+            f"{entry['trained_longer']['test_accuracy']:.4f}, distilled "
+            f"{entry['distilled_test_accuracy']:.4f} ({entry['seconds']:.0f}s)",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
