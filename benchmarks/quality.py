@@ -576,8 +576,9 @@ def run(args: argparse.Namespace) -> None:
     for name in todo:
         print(f"{name}: starting", flush=True)
         entry = run_dataset(name, args, model_dir, work)
-        # settings.library_commit is the latest run's; each dataset keeps the commit it ran on
+        # settings hold the latest run's commit and machine; each dataset keeps the ones it ran on
         entry["library_commit"] = env["library_commit"]
+        entry["device_name"] = env.get("gpu") or env["cpu"]
         results["datasets"][name] = entry
         write_json_atomic(results_file, results)
         d = entry["distilled"]
@@ -964,11 +965,19 @@ def render(cpu_file: Path, gpu_file: Path, out: Path) -> None:
     out.write_text("\n".join(sections) + "\n")
 
 
+def device_names(results: dict[str, Any]) -> str:
+    """The machines the datasets ran on (a resumed run may span several)."""
+    s = results["settings"]
+    latest = s.get("gpu") or s.get("cpu")
+    names = dict.fromkeys(d.get("device_name", latest) for d in results["datasets"].values())
+    return " and ".join(names)
+
+
 def render_run(label: str, results: dict[str, Any], prefix: str) -> list[str]:
     s = results["settings"]
     c = claims(results)
     n = c["n"]
-    device = s.get("gpu") or s.get("cpu")
+    device = device_names(results)
     lines = [
         f"## {label} run: {device}, {s['precision']} ({n} dataset{'s' if n != 1 else ''})",
         "",
@@ -1143,8 +1152,7 @@ def render_all(work: Path = DEFAULT_WORK) -> None:
                 plot_summary(
                     results,
                     PLOTS_DIR / f"{label}_test_curves.png",
-                    f"Test accuracy vs layers removed — {s.get('gpu') or s.get('cpu')}, "
-                    f"{s['precision']}",
+                    f"Test accuracy vs layers removed — {device_names(results)}, {s['precision']}",
                 )
     render(CPU_RESULTS, GPU_RESULTS, MARKDOWN)
     print(f"wrote {MARKDOWN.relative_to(REPO)}")
