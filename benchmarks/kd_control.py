@@ -35,21 +35,11 @@ def control(name: str, args: argparse.Namespace, model_dir: Path) -> dict[str, A
     # run's; only the final training differs (the control's whole point), hence the private API.
     import torch
 
-    from compression import Columns, CompressionSpec
     from compression.pipeline import _Run
     from compression.progress import NeverCancel
     from compression.training import default_learning_rate, train
 
-    data = args.subsets / name
-    manifest = json.loads((data / "manifest.json").read_text())
-    spec = CompressionSpec(
-        model_dir=model_dir,
-        train=data / "train.jsonl",
-        validation=data / "validation.jsonl",
-        test=data / "test.jsonl",
-        columns=Columns(text_pair_column="text_pair" if manifest["pair"] else None),
-        options={"max_length": args.max_length, "seed": args.seed, "device": args.device},
-    )
+    spec = quality.dataset_spec(name, args, model_dir)
     run = _Run(
         spec,
         args.work / name / "control",
@@ -104,7 +94,10 @@ def main() -> None:
     args = p.parse_args()
     runs = json.loads(args.quality.read_text())
     settings = runs["settings"]
-    args.max_length, args.seed, args.commit = settings["max_length"], settings["seed"], None
+    # The quality run's spec; only its teacher and data matter here.
+    args.max_length, args.seed = settings["max_length"], settings["seed"]
+    args.n_calib = settings.get("n_calib")
+    args.epochs, args.commit = None, None
     args.subsets = args.work / "subsets"
     names = args.datasets.split(",") if args.datasets else list(runs["datasets"])
     out = json.loads(args.results.read_text()) if args.results.is_file() else {"datasets": {}}

@@ -46,7 +46,10 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from compression import CompressionSpec
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -385,14 +388,12 @@ def summarize(report: dict[str, Any], seconds: float) -> dict[str, Any]:
     }
 
 
-def run_dataset(name: str, args: argparse.Namespace, model_dir: Path, work: Path) -> dict:
-    from compression import Columns, CompressionSpec, compress
+def dataset_spec(name: str, args: argparse.Namespace, model_dir: Path) -> CompressionSpec:
+    """The spec the benchmark runs on ``name``'s subsets (also ``kd_control.py``'s)."""
+    from compression import Columns, CompressionSpec
 
     data = args.subsets / name
     manifest = json.loads((data / "manifest.json").read_text())
-    out = work / name / "out"
-    if out.exists():
-        shutil.rmtree(out)
     options: dict[str, Any] = {
         "max_length": args.max_length,
         "seed": args.seed,
@@ -402,7 +403,7 @@ def run_dataset(name: str, args: argparse.Namespace, model_dir: Path, work: Path
         options["n_calib"] = args.n_calib
     if args.epochs:
         options["teacher_epochs"] = args.epochs
-    spec = CompressionSpec(
+    return CompressionSpec(
         model_dir=model_dir,
         train=data / "train.jsonl",
         validation=data / "validation.jsonl",
@@ -414,6 +415,16 @@ def run_dataset(name: str, args: argparse.Namespace, model_dir: Path, work: Path
         distillation={"epochs": args.epochs} if args.epochs else {},
         options=options,
     )
+
+
+def run_dataset(name: str, args: argparse.Namespace, model_dir: Path, work: Path) -> dict:
+    from compression import compress
+
+    manifest = json.loads((args.subsets / name / "manifest.json").read_text())
+    out = work / name / "out"
+    if out.exists():
+        shutil.rmtree(out)
+    spec = dataset_spec(name, args, model_dir)
     started = time.perf_counter()
     result = compress(
         spec, out, reporter=PrintReporter(name), checkpoint_dir=work / name / "checkpoint"
