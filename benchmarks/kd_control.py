@@ -35,9 +35,9 @@ def control(name: str, args: argparse.Namespace, model_dir: Path) -> dict[str, A
     # run's; only the final training differs (the control's whole point), hence the private API.
     import torch
 
-    from compression.pipeline import _Run
-    from compression.progress import NeverCancel
-    from compression.training import default_learning_rate, train
+    from layerfuse.compression.pipeline import _Run
+    from layerfuse.compression.progress import NeverCancel
+    from layerfuse.compression.training import default_learning_rate, train
 
     spec = quality.dataset_spec(name, args, model_dir)
     run = _Run(

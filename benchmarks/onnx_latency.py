@@ -33,11 +33,11 @@ def main() -> None:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from compression import onnx_export
-    from compression.batching import Encoded
-    from compression.datasets import read_split
-    from compression.device import Runtime
-    from compression.evaluation import latency_ms
+    from layerfuse.compression import onnx_export
+    from layerfuse.compression.batching import Encoded
+    from layerfuse.compression.datasets import read_split
+    from layerfuse.compression.device import Runtime
+    from layerfuse.compression.evaluation import latency_ms
 
     model = AutoModelForSequenceClassification.from_pretrained(args.model).eval()
     tokenizer = AutoTokenizer.from_pretrained(args.model)

@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from compression import CompressionSpec
+    from layerfuse.compression import CompressionSpec
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -390,7 +390,7 @@ def summarize(report: dict[str, Any], seconds: float) -> dict[str, Any]:
 
 def dataset_spec(name: str, args: argparse.Namespace, model_dir: Path) -> CompressionSpec:
     """The spec the benchmark runs on ``name``'s subsets (also ``kd_control.py``'s)."""
-    from compression import Columns, CompressionSpec
+    from layerfuse.compression import Columns, CompressionSpec
 
     data = args.subsets / name
     manifest = json.loads((data / "manifest.json").read_text())
@@ -418,7 +418,7 @@ def dataset_spec(name: str, args: argparse.Namespace, model_dir: Path) -> Compre
 
 
 def run_dataset(name: str, args: argparse.Namespace, model_dir: Path, work: Path) -> dict:
-    from compression import compress
+    from layerfuse.compression import compress
 
     manifest = json.loads((args.subsets / name / "manifest.json").read_text())
     out = work / name / "out"
@@ -454,7 +454,7 @@ def environment(args: argparse.Namespace, model_note: str) -> dict[str, Any]:
     import torch
     import transformers
 
-    from compression.device import Runtime
+    from layerfuse.compression.device import Runtime
 
     runtime = Runtime.resolve(args.device, "auto")
     env: dict[str, Any] = {
@@ -717,7 +717,7 @@ def _is_best(x: float, values: list[float]) -> bool:
 
 
 def strategy_order(results: dict[str, Any]) -> list[str]:
-    from compression.catalogue import STRATEGY_IDS
+    from layerfuse.compression.catalogue import STRATEGY_IDS
 
     seen = {s for d in results["datasets"].values() for s in d["strategies"]}
     return [s for s in STRATEGY_IDS if s in seen]
@@ -743,7 +743,7 @@ def winners(results: dict[str, Any], key: str, among: list[str]) -> dict[str, li
 
 
 def claims(results: dict[str, Any]) -> dict[str, Any]:
-    from compression.catalogue import SIGNAL_IDS
+    from layerfuse.compression.catalogue import SIGNAL_IDS
 
     order = strategy_order(results)
     paper_set = [s for s in order if s not in PEER_BASELINES]
@@ -881,7 +881,7 @@ def plot_summary(results: dict[str, Any], path: Path, title: str) -> None:
     """Test accuracy against layers removed: fusions, peer baselines, random; signals in grey."""
     from matplotlib.figure import Figure
 
-    from compression.catalogue import SIGNAL_IDS
+    from layerfuse.compression.catalogue import SIGNAL_IDS
 
     names = list(results["datasets"])
     cols = min(3, len(names))

@@ -1,9 +1,10 @@
 """layerfuse's compression library: strategic-fusion layer pruning with knowledge distillation.
 
 Importing this package is cheap and torch-free; the heavy entry points load on first use, so the
-service can share :mod:`compression.spec` and :mod:`compression.datasets` without importing torch.
+service can share :mod:`layerfuse.compression.spec` and :mod:`layerfuse.compression.datasets`
+without importing torch.
 
-    from compression import CompressionSpec, compress
+    from layerfuse.compression import CompressionSpec, compress
     result = compress(CompressionSpec(model_dir=..., train=...), out_dir="out")
 """
 

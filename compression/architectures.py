@@ -74,7 +74,7 @@ ADAPTERS: dict[str, Adapter] = {
 }
 
 
-assert set(ADAPTERS) == set(MODEL_TYPES), "compression.catalogue.MODEL_TYPES names the adapters"
+assert set(ADAPTERS) == set(MODEL_TYPES), "catalogue.MODEL_TYPES must name the adapters"
 
 
 def adapter_for(model_type: str | None) -> Adapter:

@@ -1,7 +1,7 @@
 """The ids of signals and strategies (method.md), importable without torch.
 
-The signal *functions* live in :mod:`compression.signals`; this module only names them so the
-spec (and the service, which must stay torch-free) can validate a request.
+The signal *functions* live in :mod:`layerfuse.compression.signals`; this module only names them so
+the spec (and the service, which must stay torch-free) can validate a request.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ class SignalInfo:
     prune_first: Literal["lowest", "highest"]
 
 
-# The config ``model_type`` values with an adapter in :mod:`compression.architectures`.
+# The config ``model_type`` values with an adapter in :mod:`layerfuse.compression.architectures`.
 MODEL_TYPES: tuple[str, ...] = ("bert", "distilbert", "electra", "roberta", "xlm-roberta")
 
 SIGNALS: tuple[SignalInfo, ...] = (

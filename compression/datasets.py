@@ -4,8 +4,8 @@ Torch-free on purpose: the service imports this module to check uploads (:func:`
 and job specs (:func:`validate_columns`) with the same rules the library applies when it runs
 (:func:`read_split`, :func:`prepare_data`).
 
-Every problem is a :class:`~compression.errors.DatasetError` with a stable ``code``; its message
-names the file by its base name (never a server path), the column, and what to do about it.
+Every problem is a :class:`~layerfuse.compression.errors.DatasetError` with a stable ``code``; its
+message names the file by its base name (never a server path), the column, and what to do about it.
 Row numbers in messages are 1-based: the line number for JSONL, the data row (after the header)
 for CSV/TSV/Parquet.
 
@@ -149,7 +149,7 @@ def read_split(
 
     Raises:
         DatasetError: with one of the codes listed in the module docstring of
-            :mod:`compression.datasets`; ``param`` names the offending spec field.
+            :mod:`layerfuse.compression.datasets`; ``param`` names the offending spec field.
     """
     split, _ = _read_split(
         Path(path),

@@ -1,7 +1,7 @@
 """Loading a Hugging Face sequence-classification model safely, and saving a pruned one.
 
 Safety rules (architecture.md): weights load from safetensors only, ``trust_remote_code`` is
-never set, and only the architectures of :mod:`compression.architectures` are accepted.
+never set, and only the architectures of :mod:`layerfuse.compression.architectures` are accepted.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 The library never knows who is listening: the CLI draws a progress bar, the worker writes events
 to the job store. Both implement :class:`Reporter`; :class:`NullReporter` ignores everything.
 Cancellation works the same way: the library polls a :class:`CancelToken` between batches and
-steps and raises :class:`~compression.errors.CompressionCancelled` when it fires.
+steps and raises :class:`~layerfuse.compression.errors.CompressionCancelled` when it fires.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 :func:`measure_state` runs the calibration set through the current model once, with hooks that
 collect per-layer statistics into :class:`LayerStats`; every signal is then a small function of
 those statistics, registered by its id. Adding a signal means adding one function here (and its
-id to :mod:`compression.catalogue`), never another pass over the data.
+id to :mod:`layerfuse.compression.catalogue`), never another pass over the data.
 
 All statistics ignore padding positions and are accumulated in float32 whatever the autocast.
 """

@@ -82,7 +82,7 @@ class Options(_Strict):
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     random_seeds: int = Field(default=3, ge=1, le=10)
     leave_one_out_probe: bool = True
-    # Fusion scores an already-evaluated removal by its measurement (compression.fusion).
+    # Fusion scores an already-evaluated removal by its measurement (layerfuse.compression.fusion).
     fusion_uses_measured: bool = True
     max_layers_removed: int | None = Field(default=None, ge=1, le=256)
     eval_batch_size: int = Field(default=64, ge=1, le=1024)

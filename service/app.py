@@ -1,6 +1,6 @@
 """The FastAPI application: ``create_app()`` builds it; ``layerfuse serve`` runs it.
 
-    uvicorn --factory service.app:create_app
+    uvicorn --factory layerfuse.service.app:create_app
 
 Heavy clients (the database engine, the Celery producer) open in the lifespan, never at import;
 the reconciler runs there too. Importing this module never imports torch.
@@ -44,7 +44,7 @@ def create_app(
     """Build the app. ``db`` and ``queue`` are opened from ``settings`` unless given (tests).
 
     Raises:
-        service.settings.ConfigError: unsafe settings outside development.
+        layerfuse.service.settings.ConfigError: unsafe settings outside development.
     """
     settings = settings or get_settings()
     settings.check_api_secrets()

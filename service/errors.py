@@ -1,8 +1,8 @@
 """Every error the API answers, as RFC 9457 ``application/problem+json`` with a stable ``code``.
 
 Routes and helpers raise :class:`ApiError` (or let the library's
-:class:`~compression.errors.LayerfuseError` through); this module alone turns them into HTTP.
-Bodies never carry a stack trace, a server path or a secret: unexpected exceptions are logged
+:class:`~layerfuse.compression.errors.LayerfuseError` through); this module alone turns them into
+HTTP. Bodies never carry a stack trace, a server path or a secret: unexpected exceptions are logged
 with the request id and answered with a generic ``internal_error``.
 
     ApiError(status, code, detail, param)
@@ -27,7 +27,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from compression.errors import InvalidInputError
+from layerfuse.compression.errors import InvalidInputError
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,9 @@ metadata endpoints are refused always. IPv4 addresses embedded in IPv6 (mapped, 
 Teredo) are judged as the IPv4 address they reach.
 
 The check runs when a job is created and again right before each outbound request: webhook
-deliveries then connect to the very address that was checked (see :mod:`service.webhooks`), so a
-DNS answer that changes in between (rebinding) cannot redirect them.
+deliveries then connect to the very address that was checked (see
+:mod:`layerfuse.service.webhooks`), so a DNS answer that changes in between (rebinding) cannot
+redirect them.
 
 Torch- and fastapi-free: the worker uses it too.
 """

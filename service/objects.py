@@ -2,7 +2,7 @@
 
 A job object is what ``GET /v1/jobs/{id}`` answers and what a webhook delivers as ``data``; the
 store builds webhook payloads inside the transaction that changed the job, so the builder lives
-here, free of fastapi, and :mod:`service.schemas` re-exports it.
+here, free of fastapi, and :mod:`layerfuse.service.schemas` re-exports it.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Request and response bodies of the API (api.md).
 
-The job body reuses the library's :class:`~compression.spec.MethodSpec` (strategy, strategies,
-target, distillation, options) and :class:`~compression.spec.Columns`, so the API validates a spec
-with the very rules, defaults and bounds the library runs with.
+The job body reuses the library's :class:`~layerfuse.compression.spec.MethodSpec` (strategy,
+strategies, target, distillation, options) and :class:`~layerfuse.compression.spec.Columns`, so the
+API validates a spec with the very rules, defaults and bounds the library runs with.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from compression.spec import Columns, MethodSpec
+from layerfuse.compression.spec import Columns, MethodSpec
 
-# Re-exported: built in service.objects because the store needs them too.
+# Re-exported: built in layerfuse.service.objects because the store needs them too.
 from .objects import delivery_object as delivery_object
 from .objects import job_object as job_object
 from .store import Dataset, Event, Model

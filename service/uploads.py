@@ -24,7 +24,7 @@ import anyio
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
-from compression.catalogue import MODEL_TYPES
+from layerfuse.compression.catalogue import MODEL_TYPES
 
 from .allowlist import (
     DATASET_SUFFIXES,
@@ -35,8 +35,8 @@ from .allowlist import (
 )
 from .errors import PayloadTooLarge, Unprocessable
 
-# The model types the library has an adapter for (compression.architectures.ADAPTERS, which
-# imports torch; a test keeps the two in step).
+# The model types the library has an adapter for (layerfuse.compression.architectures.ADAPTERS,
+# which imports torch; a test keeps the two in step).
 MAX_FILES = 64
 MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
 _DTYPE_BYTES = {

@@ -6,11 +6,12 @@ Every delivery is a ``POST`` of a JSON body ``{"type", "timestamp", "data": <job
     webhook-timestamp:  1764000000   unix seconds of this attempt
     webhook-signature:  v1,<base64 HMAC-SHA256(key, f"{id}.{timestamp}.{body}")>
 
-where ``key`` is the tenant's secret (``whsec_<base64 key>``, see :mod:`service.settings`).
+where ``key`` is the tenant's secret (``whsec_<base64 key>``, see
+:mod:`layerfuse.service.settings`).
 
-Before each attempt the URL is checked again (:mod:`service.netguard`) and the request goes to
-the address that check resolved, with the original ``Host`` header and TLS server name, so DNS
-cannot be switched to an internal address between the check and the call. Redirects are not
+Before each attempt the URL is checked again (:mod:`layerfuse.service.netguard`) and the request
+goes to the address that check resolved, with the original ``Host`` header and TLS server name, so
+DNS cannot be switched to an internal address between the check and the call. Redirects are not
 followed and proxy variables are ignored. Torch- and fastapi-free: the worker sends from here.
 """
 

@@ -1,9 +1,10 @@
-"""The Celery application of ``layerfuse worker`` (``celery -A worker.celery_app worker``).
+"""The Celery application of ``layerfuse worker`` (``celery -A layerfuse.worker.celery_app
+worker``).
 
-Configuration comes from :func:`service.broker.celery_config`: the same broker and reliability
-rules as the API's producer. Its processes have a role: a ``jobs`` worker (``layerfuse worker``)
-records itself in the store every ``heartbeat_interval_s``, which ``/readyz`` reads as "a worker
-seen recently"; a ``webhooks`` worker (``layerfuse webhooks``) runs the delivery dispatcher.
+Configuration comes from :func:`layerfuse.service.broker.celery_config`: the same broker and
+reliability rules as the API's producer. Its processes have a role: a ``jobs`` worker (``layerfuse
+worker``) records itself in the store every ``heartbeat_interval_s``, which ``/readyz`` reads as "a
+worker seen recently"; a ``webhooks`` worker (``layerfuse webhooks``) runs the delivery dispatcher.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from typing import Any, Literal
 from celery import Celery
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
-from service.broker import DELIVER_WEBHOOK_TASK, celery_config, webhook_queue
-from service.settings import Settings, get_settings
-from service.store import Database
-from service.store import workers as worker_store
+from layerfuse.service.broker import DELIVER_WEBHOOK_TASK, celery_config, webhook_queue
+from layerfuse.service.settings import Settings, get_settings
+from layerfuse.service.store import Database
+from layerfuse.service.store import workers as worker_store
 
 
 def settings() -> Settings:
@@ -39,7 +40,7 @@ def database() -> Database:
 
 
 def create_celery(config: Settings | None = None) -> Celery:
-    celery = Celery("layerfuse", include=["worker.tasks"])
+    celery = Celery("layerfuse", include=["layerfuse.worker.tasks"])
     celery.conf.update(celery_config(config or settings()))
     return celery
 

@@ -9,9 +9,9 @@ and logs
   ``trajectory.test_accuracy``, with step = layers removed) and the final metrics
   (``final.validation.accuracy``, ``parameters.after``, ``onnx.max_abs_logit_diff``...);
 - report.json, model_card.md, signals.csv and the plots as artifacts, model.onnx under ``onnx/``;
-- the model as an MLflow pyfunc (:mod:`worker.mlflow_model`) wrapping the Hugging Face directory
-  (``mlflow.transformers`` cannot log a local checkpoint with transformers 5), registered as a
-  new version of ``registered_model_name`` when given.
+- the model as an MLflow pyfunc (:mod:`layerfuse.worker.mlflow_model`) wrapping the Hugging Face
+  directory (``mlflow.transformers`` cannot log a local checkpoint with transformers 5), registered
+  as a new version of ``registered_model_name`` when given.
 
 An integration never fails a job: its outcome goes into the job's ``result.integrations`` and a
 failure into a warning event. The tracking URI is checked against SSRF again here, and the run's
@@ -32,9 +32,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from service.netguard import UrlRefused, check_url
-from service.settings import Settings
-from service.store import Job
+from layerfuse.service.netguard import UrlRefused, check_url
+from layerfuse.service.settings import Settings
+from layerfuse.service.store import Job
 
 from .reporter import StoreReporter
 

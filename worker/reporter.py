@@ -19,10 +19,10 @@ import time
 from pathlib import PurePath
 from typing import Any
 
-from compression.progress import Progress
-from service.store import CANCELLED, CANCELLING, Database
-from service.store import jobs as job_store
-from service.store.jobs import Claim
+from layerfuse.compression.progress import Progress
+from layerfuse.service.store import CANCELLED, CANCELLING, Database
+from layerfuse.service.store import jobs as job_store
+from layerfuse.service.store.jobs import Claim
 
 log = logging.getLogger(__name__)
 

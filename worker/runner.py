@@ -13,16 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from compression.errors import CompressionCancelled, InvalidInputError, LayerfuseError
-from compression.spec import SPLIT_FILE_STEMS, CompressionSpec
-from service.allowlist import MODEL_FILES
-from service.artifacts import describe_outputs
-from service.settings import Settings
-from service.storage import OutsideRoot, Storage, inside, publish, remove_tree
-from service.store import CANCELLED, FAILED, SUCCEEDED, Database, Dataset, Job
-from service.store import jobs as job_store
-from service.store import uploads as upload_store
-from service.store.jobs import Claim
+from layerfuse.compression.errors import CompressionCancelled, InvalidInputError, LayerfuseError
+from layerfuse.compression.spec import SPLIT_FILE_STEMS, CompressionSpec
+from layerfuse.service.allowlist import MODEL_FILES
+from layerfuse.service.artifacts import describe_outputs
+from layerfuse.service.settings import Settings
+from layerfuse.service.storage import OutsideRoot, Storage, inside, publish, remove_tree
+from layerfuse.service.store import CANCELLED, FAILED, SUCCEEDED, Database, Dataset, Job
+from layerfuse.service.store import jobs as job_store
+from layerfuse.service.store import uploads as upload_store
+from layerfuse.service.store.jobs import Claim
 
 from .integrations import run_integrations
 from .reporter import Heartbeat, StoreCancelToken, StoreReporter
@@ -130,7 +130,7 @@ def _run(db: Database, settings: Settings, claim: Claim) -> Outcome:
     try:
         spec = build_spec(job, settings, storage, db)
         _set_torch_threads(settings)
-        from compression import compress
+        from layerfuse.compression import compress
 
         result = compress(
             spec,

@@ -1,5 +1,5 @@
 """The tasks: run a job by id, and deliver one webhook attempt. Orchestration only; the work is
-in :mod:`worker.runner` and :mod:`worker.webhooks`.
+in :mod:`layerfuse.worker.runner` and :mod:`layerfuse.worker.webhooks`.
 
 Idempotent: the job is claimed with an atomic transition in the store (attempt counter and claim
 token), so a redelivered or duplicated message for a job that is running or finished does nothing;
@@ -12,9 +12,9 @@ import logging
 import os
 import socket
 
-from service.broker import DELIVER_WEBHOOK_TASK, RUN_JOB_TASK
-from service.store import jobs as job_store
-from service.store import now
+from layerfuse.service.broker import DELIVER_WEBHOOK_TASK, RUN_JOB_TASK
+from layerfuse.service.store import jobs as job_store
+from layerfuse.service.store import now
 
 from .celery_app import app, database, settings
 from .runner import record, run_claimed

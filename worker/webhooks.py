@@ -1,6 +1,6 @@
 """Webhook delivery (``layerfuse webhooks``): a dispatcher thread and one Celery task per attempt.
 
-The job store's outbox (:mod:`service.store.webhooks`) holds every message. The
+The job store's outbox (:mod:`layerfuse.service.store.webhooks`) holds every message. The
 :class:`Dispatcher` leases the due ones and sends a ``deliver_webhook`` task for each to the
 webhook queue, served by a thread-pool worker of its own, so a slow receiver never holds up a
 compression job or another receiver. :func:`deliver` makes one attempt and schedules the next
@@ -15,10 +15,10 @@ import logging
 import threading
 from collections.abc import Callable
 
-from service.settings import Settings
-from service.store import DELIVERY_PENDING, Database, now
-from service.store import webhooks as webhook_store
-from service.webhooks import AttemptResult, backoff_s, send
+from layerfuse.service.settings import Settings
+from layerfuse.service.store import DELIVERY_PENDING, Database, now
+from layerfuse.service.store import webhooks as webhook_store
+from layerfuse.service.webhooks import AttemptResult, backoff_s, send
 
 log = logging.getLogger(__name__)
 

@@ -147,7 +147,12 @@ class _BarReporter:
 def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from compression import CompressionCancelled, CompressionSpec, InvalidInputError, LayerfuseError
+    from layerfuse.compression import (
+        CompressionCancelled,
+        CompressionSpec,
+        InvalidInputError,
+        LayerfuseError,
+    )
 
     try:
         spec = CompressionSpec(
@@ -165,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
 
     from transformers.utils import logging as hf_logging
 
-    from compression import compress
+    from layerfuse.compression import compress
 
     # The library checks loading reports itself; transformers' own tables and bars are noise here.
     hf_logging.set_verbosity_error()

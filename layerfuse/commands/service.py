@@ -125,8 +125,8 @@ def _client_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _prepare_store() -> Any:
     """Settings, checked, with the database schema brought up to date."""
-    from service.settings import get_settings
-    from service.store import upgrade
+    from layerfuse.service.settings import get_settings
+    from layerfuse.service.store import upgrade
 
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -137,7 +137,7 @@ def _prepare_store() -> Any:
 def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from service.settings import ConfigError
+    from layerfuse.service.settings import ConfigError
 
     try:
         settings = _prepare_store()
@@ -146,7 +146,7 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     uvicorn.run(
-        "service.app:create_app",
+        "layerfuse.service.app:create_app",
         factory=True,
         host=args.host,
         port=args.port,
@@ -158,7 +158,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
 def run_worker(args: argparse.Namespace) -> int:
     settings = _prepare_store()
-    from worker.celery_app import app
+    from layerfuse.worker.celery_app import app
 
     argv = [
         "worker",
@@ -178,8 +178,8 @@ def run_worker(args: argparse.Namespace) -> int:
 
 def run_webhooks(args: argparse.Namespace) -> int:
     settings = _prepare_store()
-    from service.broker import webhook_queue
-    from worker import celery_app
+    from layerfuse.service.broker import webhook_queue
+    from layerfuse.worker import celery_app
 
     celery_app.role = "webhooks"
     celery_app.app.worker_main(
@@ -209,8 +209,8 @@ def run_up(args: argparse.Namespace) -> int:
         "LAYERFUSE_WEBHOOK_SIGNING_KEY": os.environ.get("LAYERFUSE_WEBHOOK_SIGNING_KEY")
         or _local_key(data_dir, SIGNING_KEY_FILE, "whk_"),
     }
-    from service.settings import Settings
-    from service.store import upgrade
+    from layerfuse.service.settings import Settings
+    from layerfuse.service.store import upgrade
 
     settings = Settings(data_dir=data_dir, webhook_signing_key=env["LAYERFUSE_WEBHOOK_SIGNING_KEY"])
     upgrade(settings.resolved_database_url)

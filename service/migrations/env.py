@@ -1,5 +1,5 @@
-"""Alembic environment: the URL comes from the caller (``service.store.db.upgrade``) or, for
-``alembic -c service/migrations/alembic.ini ...`` by hand, from the settings."""
+"""Alembic environment: the URL comes from the caller (``layerfuse.service.store.db.upgrade``) or,
+for ``alembic -c service/migrations/alembic.ini ...`` by hand, from the settings."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from alembic import context
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
-from service.store.models import Base
+from layerfuse.service.store.models import Base
 
 config = context.config
 target_metadata = Base.metadata
@@ -17,7 +17,7 @@ def _url() -> str:
     url = config.attributes.get("database_url")
     if url:
         return str(url)
-    from service.settings import get_settings
+    from layerfuse.service.settings import get_settings
 
     return get_settings().resolved_database_url
 

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Header, Query, Response
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from compression.datasets import validate_columns
+from layerfuse.compression.datasets import validate_columns
 
 from ..broker import BrokerUnavailable
 from ..deps import QueueDep, SessionDep, SettingsDep, StorageDep, TenantDep
@@ -133,7 +133,8 @@ def _validate_references(
 
     Raises:
         Unprocessable: naming the field (``model.id``, ``dataset.train``, ...).
-        compression.errors.DatasetError: a split does not fit the columns (422 with its code).
+        layerfuse.compression.errors.DatasetError: a split does not fit the columns (422 with its
+        code).
     """
     num_layers = _validate_model(session, settings, tenant, body)
     if num_layers is not None:
@@ -231,7 +232,7 @@ def _validate_model(
 
 def _validate_outbound(settings: Settings, tenant: str, body: JobCreate) -> None:
     """The webhook and integration URLs are http(s) and resolve to public addresses only
-    (:mod:`service.netguard`); the worker checks them again before each call.
+    (:mod:`layerfuse.service.netguard`); the worker checks them again before each call.
 
     Raises:
         Unprocessable: ``webhook_url_forbidden`` (or ``_invalid``, ``_unresolvable``) naming

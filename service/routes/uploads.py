@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
-from compression.datasets import inspect_table
+from layerfuse.compression.datasets import inspect_table
 
 from ..deps import DatabaseDep, SessionDep, SettingsDep, StorageDep, TenantDep
 from ..errors import Conflict, NotFound

@@ -1,7 +1,7 @@
 """Webhook deliveries: an outbox written with the events that cause them, and their attempts.
 
-:func:`record_event` runs inside :func:`service.store.jobs.add_event`, in the transaction that
-changed the job, so a delivery exists exactly when its event does (a crash between the two is
+:func:`record_event` runs inside :func:`layerfuse.service.store.jobs.add_event`, in the transaction
+that changed the job, so a delivery exists exactly when its event does (a crash between the two is
 impossible) and its body is the job as that transaction left it. The delivery worker hands due
 rows to Celery tasks (:func:`claim_due`, a lease per row) and records each attempt
 (:func:`record_attempt`); backoff lives in ``next_attempt_at``, so a restart loses no retry.

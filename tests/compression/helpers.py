@@ -7,10 +7,10 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from compression.architectures import adapter_for
-from compression.batching import Encoded
-from compression.datasets import TextSplit
-from compression.device import Runtime
+from layerfuse.compression.architectures import adapter_for
+from layerfuse.compression.batching import Encoded
+from layerfuse.compression.datasets import TextSplit
+from layerfuse.compression.device import Runtime
 from tests.factories import LABELS, synthetic_rows
 
 FP32 = Runtime(torch.device("cpu"), bf16=False)

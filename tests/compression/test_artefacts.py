@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from compression.artefacts import (
+from layerfuse.compression.artefacts import (
     normalise_columns,
     plot_curves,
     plot_signals_heatmap,
@@ -18,7 +18,7 @@ from compression.artefacts import (
     write_report,
     write_signals_csv,
 )
-from compression.catalogue import SIGNAL_IDS
+from layerfuse.compression.catalogue import SIGNAL_IDS
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 L = 4

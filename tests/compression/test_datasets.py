@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from compression.datasets import (
+from layerfuse.compression.datasets import (
     SUPPORTED_FORMATS,
     LabelledData,
     TableInfo,
@@ -20,7 +20,7 @@ from compression.datasets import (
     read_split,
     validate_columns,
 )
-from compression.errors import DatasetError
+from layerfuse.compression.errors import DatasetError
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "datasets"
 needs_shared = pytest.mark.skipif(
@@ -514,7 +514,7 @@ def test_reads_shared_mrpc_tsv_with_stray_quotes() -> None:
 def test_module_imports_without_torch() -> None:
     # The API service validates uploads with this module and must not load torch.
     code = (
-        "import sys, compression.datasets; "
+        "import sys, layerfuse.compression.datasets; "
         "heavy = [m for m in ('torch', 'transformers') if m in sys.modules]; "
         "sys.exit(f'imported {heavy}' if heavy else 0)"
     )

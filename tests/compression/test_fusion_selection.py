@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compression.catalogue import SIGNAL_IDS
-from compression.errors import InvalidInputError
-from compression.fusion import FEATURES, FusionData, fit_fusion, state_features
-from compression.selection import select
-from compression.spec import Target
-from compression.sweep import EMPTY
+from layerfuse.compression.catalogue import SIGNAL_IDS
+from layerfuse.compression.errors import InvalidInputError
+from layerfuse.compression.fusion import FEATURES, FusionData, fit_fusion, state_features
+from layerfuse.compression.selection import select
+from layerfuse.compression.spec import Target
+from layerfuse.compression.sweep import EMPTY
 
 
 def test_fusion_recovers_a_known_linear_relation():
@@ -138,7 +138,7 @@ def metrics_of(accuracy: float) -> dict:
 
 
 def test_a_measured_removal_outranks_the_models_prediction():
-    from compression.fusion import FusionStrategy
+    from layerfuse.compression.fusion import FusionStrategy
 
     signals = {layer: {sid: 1.0 for sid in SIGNAL_IDS} for layer in range(4)}
     # The probe measured every single-layer removal: removing layer 1 hurts least.

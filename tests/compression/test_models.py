@@ -8,9 +8,9 @@ import shutil
 import pytest
 from safetensors.torch import load_file, save_file
 
-from compression import CompressionSpec, compress
-from compression.errors import InvalidInputError, ModelError
-from compression.models import head_label_order, inspect_model_dir, load_model
+from layerfuse.compression import CompressionSpec, compress
+from layerfuse.compression.errors import InvalidInputError, ModelError
+from layerfuse.compression.models import head_label_order, inspect_model_dir, load_model
 from tests.factories import make_model_dir
 
 
@@ -78,7 +78,7 @@ def test_checkpoint_with_fewer_layers_than_its_config_is_refused(tmp_path):
 
 
 def test_head_labels_match_by_name_or_by_generic_position():
-    from compression.models import ModelInfo
+    from layerfuse.compression.models import ModelInfo
 
     named = ModelInfo(None, "bert", 4, ["neg", "pos"], "m")  # type: ignore[arg-type]
     generic = ModelInfo(None, "bert", 4, ["LABEL_0", "LABEL_1"], "m")  # type: ignore[arg-type]

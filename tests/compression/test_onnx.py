@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from compression import CompressionSpec, compress
+from layerfuse.compression import CompressionSpec, compress
 from tests.factories import make_model_dir, synthetic_rows
 
 pytest.importorskip("onnxruntime")
@@ -14,8 +14,8 @@ pytest.importorskip("onnxruntime")
 
 @pytest.mark.parametrize("model_type", ["bert", "distilbert"])
 def test_onnx_export_matches_pytorch_on_new_shapes(tmp_path, synthetic_data, model_type):
-    from compression.batching import Batch
-    from compression.onnx_export import OnnxModel
+    from layerfuse.compression.batching import Batch
+    from layerfuse.compression.onnx_export import OnnxModel
 
     model_dir = make_model_dir(tmp_path / model_type, model_type=model_type, num_labels=3)
     spec = CompressionSpec(
@@ -49,7 +49,7 @@ def test_onnx_export_matches_pytorch_on_new_shapes(tmp_path, synthetic_data, mod
 
 
 def test_onnx_is_opt_in_and_hf_is_always_written():
-    from compression.spec import MethodSpec
+    from layerfuse.compression.spec import MethodSpec
 
     assert MethodSpec().export.formats == ["hf"]
     with pytest.raises(ValueError, match="must include 'hf'"):

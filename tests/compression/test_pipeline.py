@@ -9,12 +9,12 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from compression import CompressionCancelled, CompressionSpec, compress
-from compression.batching import Encoded
-from compression.catalogue import STRATEGY_IDS
-from compression.datasets import read_split
-from compression.evaluation import EvalSet
-from compression.progress import STAGES
+from layerfuse.compression import CompressionCancelled, CompressionSpec, compress
+from layerfuse.compression.batching import Encoded
+from layerfuse.compression.catalogue import STRATEGY_IDS
+from layerfuse.compression.datasets import read_split
+from layerfuse.compression.evaluation import EvalSet
+from layerfuse.compression.progress import STAGES
 from tests.compression.helpers import FP32
 from tests.factories import LABELS
 
@@ -268,7 +268,7 @@ def test_checkpointed_sweep_resumes_without_measuring_again(
 def test_distillation_uses_cached_teacher_logits(
     tiny_classifier, synthetic_data, tmp_path, monkeypatch
 ):
-    import compression.pipeline as pipeline
+    import layerfuse.compression.pipeline as pipeline
 
     calls = []
     real = pipeline.predict
@@ -289,7 +289,7 @@ def test_distillation_uses_cached_teacher_logits(
 
 
 def test_bf16_autocast_is_chosen_only_where_supported():
-    from compression.device import Runtime, cpu_has_bf16
+    from layerfuse.compression.device import Runtime, cpu_has_bf16
 
     assert Runtime.resolve("cpu", "auto").bf16 == cpu_has_bf16()
     assert not Runtime.resolve("cpu", "fp32").bf16

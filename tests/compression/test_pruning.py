@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from compression.models import pruned_copy
-from compression.pruning import layers_removed
+from layerfuse.compression.models import pruned_copy
+from layerfuse.compression.pruning import layers_removed
 from tests.compression.helpers import encoded_rows, load_eager
 
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from compression.catalogue import BLOCK_INFLUENCE, SIGNAL_IDS
-from compression.signals import REGISTRY, canonical_correlations, measure_state
+from layerfuse.compression.catalogue import BLOCK_INFLUENCE, SIGNAL_IDS
+from layerfuse.compression.signals import REGISTRY, canonical_correlations, measure_state
 from tests.compression.helpers import FP32, encoded_rows, load_eager
 from tests.factories import make_model_dir
 

@@ -8,8 +8,8 @@ import sys
 import pytest
 from pydantic import ValidationError
 
-from compression.catalogue import STRATEGY_IDS
-from compression.spec import MethodSpec, Target
+from layerfuse.compression.catalogue import STRATEGY_IDS
+from layerfuse.compression.spec import MethodSpec, Target
 
 
 def error_fields(exc: ValidationError) -> set[str]:
@@ -71,6 +71,9 @@ def test_fusion_without_enough_single_signals_names_them():
 
 
 def test_the_spec_imports_without_torch():
-    code = "import sys, compression.spec, compression.datasets; print('torch' in sys.modules)"
+    code = (
+        "import sys, layerfuse.compression.spec, layerfuse.compression.datasets; "
+        "print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from compression.evaluation import EvalSet
-from compression.models import pruned_copy
-from compression.signals import measure_state
-from compression.strategies import DropTopStrategy, SignalStrategy
-from compression.sweep import Sweep
+from layerfuse.compression.evaluation import EvalSet
+from layerfuse.compression.models import pruned_copy
+from layerfuse.compression.signals import measure_state
+from layerfuse.compression.strategies import DropTopStrategy, SignalStrategy
+from layerfuse.compression.sweep import Sweep
 from tests.compression.helpers import FP32, encoded_rows, load_eager
 
 

@@ -21,11 +21,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from service.app import create_app
-from service.broker import BrokerUnavailable
-from service.settings import Settings
-from service.store import Database, upgrade
-from service.store.models import Base
+from layerfuse.service.app import create_app
+from layerfuse.service.broker import BrokerUnavailable
+from layerfuse.service.settings import Settings
+from layerfuse.service.store import Database, upgrade
+from layerfuse.service.store.models import Base
 
 ADMIN_URL = os.environ.get("DATABASE_URL_TEST", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 ACME_KEY = "acme-" + "k" * 27

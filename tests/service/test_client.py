@@ -26,12 +26,12 @@ from layerfuse.client import (
     ServiceUnavailableError,
     UnprocessableEntityError,
 )
-from service.app import create_app
-from service.artifacts import describe_outputs
-from service.settings import Settings
-from service.storage import Storage
-from service.store import Database, now
-from service.store import jobs as job_store
+from layerfuse.service.app import create_app
+from layerfuse.service.artifacts import describe_outputs
+from layerfuse.service.settings import Settings
+from layerfuse.service.storage import Storage
+from layerfuse.service.store import Database, now
+from layerfuse.service.store import jobs as job_store
 
 from .conftest import ACME_KEY, FakeQueue
 from .helpers import job_body

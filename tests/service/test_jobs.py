@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service.artifacts import describe_outputs
-from service.settings import Settings
-from service.storage import Storage
-from service.store import SUCCEEDED, Database, now
-from service.store import jobs as job_store
+from layerfuse.service.artifacts import describe_outputs
+from layerfuse.service.settings import Settings
+from layerfuse.service.storage import Storage
+from layerfuse.service.store import SUCCEEDED, Database, now
+from layerfuse.service.store import jobs as job_store
 from tests.factories import write_jsonl
 
 from .helpers import assert_problem, job_body, parse_sse, upload_dataset, upload_model
@@ -182,7 +182,7 @@ def test_dataset_without_the_label_column_is_refused_at_creation(
 def test_path_models_stay_inside_the_models_root(
     tmp_path: Path, database_url: str, db, queue, uploaded, client, tiny_classifier
 ) -> None:
-    from service.app import create_app
+    from layerfuse.service.app import create_app
 
     from .conftest import ACME_KEY, make_settings
 
@@ -425,7 +425,7 @@ def test_auth_is_required_and_keys_are_checked(client: TestClient) -> None:
 
 
 def test_readyz_and_metrics(client: TestClient, uploaded, db: Database, queue) -> None:
-    from service.store import workers as worker_store
+    from layerfuse.service.store import workers as worker_store
 
     anonymous = TestClient(client.app)
     not_ready = anonymous.get("/readyz")

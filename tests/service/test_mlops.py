@@ -21,10 +21,15 @@ import pytest
 import torch
 
 from layerfuse.client import Client
-from service.settings import Settings
-from service.store import Job
+from layerfuse.service.settings import Settings
+from layerfuse.service.store import Job
+from layerfuse.worker.integrations import (
+    IntegrationError,
+    _check_artifact_location,
+    flatten,
+    log_to_mlflow,
+)
 from tests.factories import LABELS, synthetic_rows
-from worker.integrations import IntegrationError, _check_artifact_location, flatten, log_to_mlflow
 
 from .helpers import Receiver, verify_standard_webhook
 from .stack import ACME, ACME_WEBHOOK_SECRET, MlflowServer, Stack, free_port, wait_for

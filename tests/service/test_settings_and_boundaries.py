@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from service.app import create_app
-from service.settings import ConfigError, Settings
+from layerfuse.service.app import create_app
+from layerfuse.service.settings import ConfigError, Settings
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -76,11 +76,11 @@ def _modules_after_import(module: str, data_dir: Path) -> set[str]:
 @pytest.mark.parametrize(
     ("module", "forbidden"),
     [
-        ("service.app", {"torch", "transformers"}),
-        ("compression", {"torch", "fastapi", "celery", "sqlalchemy"}),
-        ("compression.datasets", {"torch"}),
-        ("service.store", {"torch", "fastapi", "celery"}),
-        ("worker.tasks", {"torch", "fastapi"}),
+        ("layerfuse.service.app", {"torch", "transformers"}),
+        ("layerfuse.compression", {"torch", "fastapi", "celery", "sqlalchemy"}),
+        ("layerfuse.compression.datasets", {"torch"}),
+        ("layerfuse.service.store", {"torch", "fastapi", "celery"}),
+        ("layerfuse.worker.tasks", {"torch", "fastapi"}),
     ],
 )
 def test_import_boundaries(module: str, forbidden: set[str], tmp_path: Path) -> None:
@@ -88,7 +88,7 @@ def test_import_boundaries(module: str, forbidden: set[str], tmp_path: Path) -> 
 
 
 def test_supported_model_types_match_the_library() -> None:
-    from compression.architectures import ADAPTERS
-    from compression.catalogue import MODEL_TYPES
+    from layerfuse.compression.architectures import ADAPTERS
+    from layerfuse.compression.catalogue import MODEL_TYPES
 
     assert set(MODEL_TYPES) == set(ADAPTERS)

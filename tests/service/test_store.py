@@ -8,10 +8,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import update
 
-from service.reconciler import reconcile_once
-from service.store import FAILED, QUEUED, RUNNING, Database, Job, now
-from service.store import jobs as job_store
-from service.store.models import Base
+from layerfuse.service.reconciler import reconcile_once
+from layerfuse.service.store import FAILED, QUEUED, RUNNING, Database, Job, now
+from layerfuse.service.store import jobs as job_store
+from layerfuse.service.store.models import Base
 
 from .conftest import FakeQueue, make_settings
 

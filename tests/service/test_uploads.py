@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from safetensors import safe_open
 
-from service.app import create_app
+from layerfuse.service.app import create_app
 from tests.factories import synthetic_rows, write_jsonl
 
 from .conftest import make_settings

@@ -1,7 +1,8 @@
 """Webhooks: Standard Webhooks signatures, the SSRF guard, the outbox and its deliveries.
 
-The worker's side is played by the store functions it uses and by :func:`worker.webhooks.deliver`
-(the body of the Celery task), against a real HTTP receiver on 127.0.0.1.
+The worker's side is played by the store functions it uses and by
+:func:`layerfuse.worker.webhooks.deliver` (the body of the Celery task), against a real HTTP
+receiver on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -17,14 +18,14 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from layerfuse.client import WebhookVerificationError, verify_webhook
-from service.app import create_app
-from service.netguard import UrlRefused, check_url
-from service.settings import ConfigError, Settings
-from service.store import DELIVERY_PENDING, Database, WebhookDelivery, now
-from service.store import jobs as job_store
-from service.store import webhooks as webhook_store
-from service.webhooks import sign
-from worker.webhooks import Dispatcher, deliver
+from layerfuse.service.app import create_app
+from layerfuse.service.netguard import UrlRefused, check_url
+from layerfuse.service.settings import ConfigError, Settings
+from layerfuse.service.store import DELIVERY_PENDING, Database, WebhookDelivery, now
+from layerfuse.service.store import jobs as job_store
+from layerfuse.service.store import webhooks as webhook_store
+from layerfuse.service.webhooks import sign
+from layerfuse.worker.webhooks import Dispatcher, deliver
 
 from .conftest import ACME_KEY, FakeQueue, make_settings
 from .helpers import (

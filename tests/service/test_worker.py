@@ -14,21 +14,21 @@ import numpy as np
 import pytest
 from sqlalchemy import update
 
-import compression.pipeline
-from compression.errors import (
+from layerfuse.compression import pipeline
+from layerfuse.compression.errors import (
     CompressionCancelled,
     DatasetError,
     InvalidInputError,
     LayerfuseError,
 )
-from compression.progress import Progress
-from service.settings import Settings
-from service.storage import Storage
-from service.store import Database, Job, now
-from service.store import jobs as job_store
-from service.store.jobs import Claim
-from worker.reporter import Heartbeat, StoreCancelToken, StoreReporter, json_safe
-from worker.runner import record, run_claimed
+from layerfuse.compression.progress import Progress
+from layerfuse.service.settings import Settings
+from layerfuse.service.storage import Storage
+from layerfuse.service.store import Database, Job, now
+from layerfuse.service.store import jobs as job_store
+from layerfuse.service.store.jobs import Claim
+from layerfuse.worker.reporter import Heartbeat, StoreCancelToken, StoreReporter, json_safe
+from layerfuse.worker.runner import record, run_claimed
 
 from .stack import free_port
 from .test_jobs import create, uploaded  # noqa: F401  (the fixture)
@@ -157,7 +157,7 @@ def test_every_ending_becomes_a_recorded_outcome(
         reporter.stage("preparing")
         raise raised
 
-    monkeypatch.setattr(compression.pipeline, "compress", failing)
+    monkeypatch.setattr(pipeline, "compress", failing)
     claim = claimed(db, job_id)
     outcome = run_claimed(db, settings, claim)
     assert outcome.status == status
@@ -189,9 +189,9 @@ def test_success_publishes_outputs_then_lists_them(
         (out_dir / "model").mkdir(parents=True)
         (out_dir / "model" / "config.json").write_text("{}")
         (out_dir / "report.json").write_text("{}")
-        return compression.pipeline.CompressionResult(out_dir, {}, {"strategy": "drop-top"})
+        return pipeline.CompressionResult(out_dir, {}, {"strategy": "drop-top"})
 
-    monkeypatch.setattr(compression.pipeline, "compress", writes)
+    monkeypatch.setattr(pipeline, "compress", writes)
     claim = claimed(db, job_id)
     outcome = run_claimed(db, settings, claim)
     assert outcome.status == "succeeded", outcome
@@ -210,9 +210,9 @@ def test_a_failed_integration_leaves_the_job_succeeded_with_model_onnx_listed(
         (out_dir / "model" / "config.json").write_text("{}")
         (out_dir / "report.json").write_text("{}")
         (out_dir / "model.onnx").write_bytes(b"onnx")
-        return compression.pipeline.CompressionResult(out_dir, {}, {"strategy": "drop-top"})
+        return pipeline.CompressionResult(out_dir, {}, {"strategy": "drop-top"})
 
-    monkeypatch.setattr(compression.pipeline, "compress", writes)
+    monkeypatch.setattr(pipeline, "compress", writes)
     unreachable = {"tracking_uri": f"http://127.0.0.1:{free_port()}", "experiment": "x"}
     with db.session() as session:
         job = session.get(Job, job_id)
@@ -239,8 +239,8 @@ def test_the_model_card_names_the_uploaded_dataset(
 ) -> None:
     import shutil
 
-    from service.store import Job
-    from worker.runner import build_spec
+    from layerfuse.service.store import Job
+    from layerfuse.worker.runner import build_spec
 
     from .helpers import job_body, upload_dataset, upload_model
 
