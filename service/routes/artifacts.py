@@ -9,6 +9,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from sqlalchemy.orm import Session
 
+from layerfuse.compression.report import Report
+
 from ..artifacts import MODEL_ZIP, ensure_model_zip
 from ..deps import DatabaseDep, SessionDep, StorageDep, TenantDep
 from ..errors import Conflict, NotFound
@@ -43,10 +45,16 @@ def _artifacts(db: Database, storage: Storage, job: Job) -> list[dict[str, Any]]
     return listed
 
 
-@router.get("/{job_id}/report", responses={404: {}, 409: {}}, summary="The job's report.json")
+@router.get(
+    "/{job_id}/report",
+    response_model=Report,
+    responses={404: {}, 409: {}},
+    summary="The job's report.json",
+)
 def get_report(
     job_id: str, tenant: TenantDep, session: SessionDep, storage: StorageDep
 ) -> FileResponse:
+    """The file as the library wrote it, in the shape of the library's :class:`Report`."""
     job = _succeeded(session, tenant, job_id)
     return FileResponse(
         storage.output_dir(tenant, job.id) / "report.json", media_type="application/json"

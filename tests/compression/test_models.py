@@ -108,8 +108,8 @@ def test_every_architecture_compresses(tmp_path, synthetic_data):
             },
         )
         result = compress(spec, tmp_path / f"out-{model_type}")
-        assert result.report["final"]["num_layers"] == 2, model_type
-        assert result.report["export"]["reload_max_abs_logit_diff"] < 1e-4
+        assert result.report.final.num_layers == 2, model_type
+        assert result.report.export.reload_max_abs_logit_diff < 1e-4
 
 
 def test_fixed_target_beyond_the_model_fails_before_any_work(
