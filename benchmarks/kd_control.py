@@ -35,7 +35,7 @@ def control(name: str, args: argparse.Namespace, model_dir: Path) -> dict[str, A
     # run's; only the final training differs (the control's whole point).
     from layerfuse.compression.progress import NeverCancel, ProgressTracker
     from layerfuse.compression.stages import fine_tune_teacher, prepare
-    from layerfuse.compression.training import train
+    from layerfuse.compression.stages.distilling import train_student
 
     spec = quality.dataset_spec(name, args, model_dir)
     tracker = ProgressTracker(quality.PrintReporter(name), NeverCancel())
@@ -49,17 +49,7 @@ def control(name: str, args: argparse.Namespace, model_dir: Path) -> dict[str, A
         "validation_accuracy": round(prepared.validation.evaluate(model, runtime)["accuracy"], 6),
         "test_accuracy": round(test.evaluate(model, runtime)["accuracy"], 6),
     }
-    kd = spec.distillation
-    result = train(
-        model,
-        prepared.train_set,
-        prepared.validation,
-        runtime,
-        epochs=kd.epochs,
-        learning_rate=prepared.learning_rate(kd.learning_rate),
-        batch_size=kd.batch_size,
-        seed=prepared.seed,
-    )
+    result = train_student(prepared, model, tracker)
     return {
         "original": original,
         "trained_longer": {
@@ -68,7 +58,7 @@ def control(name: str, args: argparse.Namespace, model_dir: Path) -> dict[str, A
             "best_epoch": result.best_epoch,
             "validation_history": [round(h["accuracy"], 4) for h in result.history],
         },
-        "extra_epochs": kd.epochs,
+        "extra_epochs": spec.distillation.epochs,
         "seconds": round(time.perf_counter() - started, 1),
     }
 

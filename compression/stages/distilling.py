@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from transformers import PreTrainedModel
 
 from ..evaluation import predict
@@ -68,19 +69,34 @@ def _distill(
     prepared: Prepared, teacher: Teacher, student: PreTrainedModel, tracker: ProgressTracker
 ) -> TrainResult:
     """Train ``student`` in place on the teacher's softened logits (computed once) and labels."""
-    kd, train_set, runtime = prepared.spec.distillation, prepared.train_set, prepared.runtime
-    batches = train_set.sorted_batches(prepared.spec.options.eval_batch_size)
-    teacher_logits = predict(teacher.model, batches, runtime, len(train_set))
+    batches = prepared.train_set.sorted_batches(prepared.spec.options.eval_batch_size)
+    logits = predict(teacher.model, batches, prepared.runtime, len(prepared.train_set))
+    return train_student(prepared, student, tracker, teacher_logits=logits)
+
+
+def train_student(
+    prepared: Prepared,
+    model: PreTrainedModel,
+    tracker: ProgressTracker,
+    teacher_logits: torch.Tensor | None = None,
+) -> TrainResult:
+    """Train ``model`` in place with the distillation's epochs, learning rate, batch size, schedule
+    and seed; without ``teacher_logits``, on the labels alone (cross-entropy): the control that
+    tells distillation's gain from the extra epochs'."""
+    kd = prepared.spec.distillation
+    distill = (
+        Distill(teacher_logits, kd.temperature, kd.alpha) if teacher_logits is not None else None
+    )
     return train(
-        student,
-        train_set,
+        model,
+        prepared.train_set,
         prepared.validation,
-        runtime,
+        prepared.runtime,
         epochs=kd.epochs,
         learning_rate=prepared.learning_rate(kd.learning_rate),
         batch_size=kd.batch_size,
         seed=prepared.seed,
-        distill=Distill(teacher_logits, kd.temperature, kd.alpha),
+        distill=distill,
         on_batch=tracker.update,
-        on_epoch=epoch_events(tracker, "distillation"),
+        on_epoch=epoch_events(tracker, "distillation" if distill else "training"),
     )
