@@ -303,3 +303,36 @@ def test_checkpointed_teacher_is_restored_not_trained_again(tiny_encoder, synthe
     second = compress(spec, tmp_path / "b", checkpoint_dir=tmp_path / "ckpt")
     assert second.report.teacher.resumed_from_checkpoint
     assert second.report.baseline.validation == first.report.baseline.validation
+
+
+def test_the_public_stages_compose_to_what_compress_does(tiny_classifier, synthetic_data, tmp_path):
+    from layerfuse.compression import stages
+    from layerfuse.compression.progress import NeverCancel, NullReporter, ProgressTracker
+    from layerfuse.compression.strategies import build_strategies
+
+    spec = spec_for(
+        tiny_classifier,
+        synthetic_data,
+        strategies=["drop-top", "weight-magnitude"],
+        strategy="weight-magnitude",
+        target={"layers_to_remove": 1},
+        distillation={"enabled": False},
+    )
+    whole = compress(spec, tmp_path / "whole")
+    tracker = ProgressTracker(NullReporter(), NeverCancel())
+    prepared = stages.prepare(spec, tracker)
+    assert not prepared.needs_teacher  # the tiny classifier's head knows the labels
+    teacher = stages.keep_teacher(prepared)
+    baseline = stages.evaluate_baseline(prepared, teacher, tracker)
+    strategies = build_strategies(spec.walked_strategies(), spec.options)
+    swept = stages.run_sweep(prepared, teacher, baseline, strategies, tracker)
+    fused = stages.fuse(prepared, swept, tracker)
+    selected = stages.select_depth(prepared, baseline, fused, tracker)
+    recovered = stages.recover(prepared, teacher, selected, tracker)
+    assert baseline.report == whole.report.baseline.model_copy(
+        update={"latency_ms": baseline.report.latency_ms}
+    )
+    assert selected.strategies == whole.report.strategies
+    assert selected.report == whole.report.selection
+    assert recovered.report == whole.report.distillation
+    assert recovered.kept_layers == whole.report.selection.kept_layers
