@@ -43,6 +43,12 @@ def spec_for(model: Path, data: dict[str, Path], **overrides) -> CompressionSpec
     return CompressionSpec(**fields)
 
 
+def two_strategy_spec(model: Path, data: dict[str, Path], strategy: str, **overrides):
+    """A quick run: two strategies walked, one layer removed."""
+    fields = {"strategies": ["drop-top", "weight-magnitude"], "target": {"layers_to_remove": 1}}
+    return spec_for(model, data, strategy=strategy, **{**fields, **overrides})
+
+
 class Recorder:
     def __init__(self):
         self.stages, self.fractions, self.events = [], [], []
@@ -243,13 +249,7 @@ def test_cancellation_stops_between_batches(tiny_classifier, synthetic_data, tmp
 def test_checkpointed_sweep_resumes_without_measuring_again(
     tiny_classifier, synthetic_data, tmp_path
 ):
-    spec = spec_for(
-        tiny_classifier,
-        synthetic_data,
-        strategies=["drop-top", "weight-magnitude"],
-        strategy="weight-magnitude",
-        target={"layers_to_remove": 1},
-    )
+    spec = two_strategy_spec(tiny_classifier, synthetic_data, "weight-magnitude")
     first = compress(spec, tmp_path / "a", checkpoint_dir=tmp_path / "ckpt")
     assert first.report.sweep.measurements > 0
     second = compress(spec, tmp_path / "b", checkpoint_dir=tmp_path / "ckpt")
@@ -265,13 +265,8 @@ def test_distillation_uses_cached_teacher_logits(
     calls = []
     real = distilling.predict
     monkeypatch.setattr(distilling, "predict", lambda *a, **k: calls.append(1) or real(*a, **k))
-    spec = spec_for(
-        tiny_classifier,
-        synthetic_data,
-        strategies=["drop-top", "weight-magnitude"],
-        strategy="drop-top",
-        target={"layers_to_remove": 1},
-        distillation={"epochs": 3},
+    spec = two_strategy_spec(
+        tiny_classifier, synthetic_data, "drop-top", distillation={"epochs": 3}
     )
     result = compress(spec, tmp_path / "out")
     assert len(calls) == 1  # the teacher ran over the training set once for three epochs
@@ -290,13 +285,8 @@ def test_bf16_autocast_is_chosen_only_where_supported():
 
 
 def test_checkpointed_teacher_is_restored_not_trained_again(tiny_encoder, synthetic_data, tmp_path):
-    spec = spec_for(
-        tiny_encoder,
-        synthetic_data,
-        strategies=["drop-top", "weight-magnitude"],
-        strategy="drop-top",
-        target={"layers_to_remove": 1},
-        distillation={"enabled": False},
+    spec = two_strategy_spec(
+        tiny_encoder, synthetic_data, "drop-top", distillation={"enabled": False}
     )
     first = compress(spec, tmp_path / "a", checkpoint_dir=tmp_path / "ckpt")
     assert (tmp_path / "ckpt" / "teacher.safetensors").is_file()
@@ -310,13 +300,8 @@ def test_the_public_stages_compose_to_what_compress_does(tiny_classifier, synthe
     from layerfuse.compression.progress import NeverCancel, NullReporter, ProgressTracker
     from layerfuse.compression.strategies import build_strategies
 
-    spec = spec_for(
-        tiny_classifier,
-        synthetic_data,
-        strategies=["drop-top", "weight-magnitude"],
-        strategy="weight-magnitude",
-        target={"layers_to_remove": 1},
-        distillation={"enabled": False},
+    spec = two_strategy_spec(
+        tiny_classifier, synthetic_data, "weight-magnitude", distillation={"enabled": False}
     )
     whole = compress(spec, tmp_path / "whole")
     tracker = ProgressTracker(NullReporter(), NeverCancel())
