@@ -26,6 +26,7 @@ class Swept:
     trajectories: dict[str, Trajectory]
 
     def probe_report(self) -> list[ProbePoint]:
+        """The metrics of every single-layer removal the probe evaluated (none without it)."""
         return [
             ProbePoint.model_validate({"layer": step.layer, **self.sweep.metrics[step.after]})
             for step in self.probe
