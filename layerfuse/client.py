@@ -298,7 +298,7 @@ def _api_error(response: httpx.Response) -> APIError:
 
 def model_files(directory: Path) -> tuple[list[Path], list[str]]:
     """The files of a model directory that an upload accepts, and the names it would refuse."""
-    from layerfuse.service.allowlist import MODEL_FILES, SHARD_PATTERN
+    from layerfuse.compression.inspection import MODEL_FILES, SHARD_PATTERN
 
     files = sorted(p for p in directory.iterdir() if p.is_file())
     accepted = [p for p in files if p.name in MODEL_FILES or SHARD_PATTERN.match(p.name)]

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from layerfuse.compression.errors import CompressionCancelled, InvalidInputError, LayerfuseError
+from layerfuse.compression.inspection import MODEL_FILES
 from layerfuse.compression.spec import SPLIT_FILE_STEMS, CompressionSpec
-from layerfuse.service.allowlist import MODEL_FILES
 from layerfuse.service.artifacts import describe_outputs
 from layerfuse.service.settings import Settings
 from layerfuse.service.storage import OutsideRoot, Storage, inside, publish, remove_tree
