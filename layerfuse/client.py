@@ -90,6 +90,8 @@ STREAM_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=10.0)
 MAX_RETRY_AFTER_S = 120.0
 
 # --- Objects ---------------------------------------------------------------------------------
+# The server declares each object once (layerfuse.service.objects); tests/test_api_objects.py
+# keeps these TypedDicts field for field and type for type in step with it.
 
 T = TypeVar("T")
 
@@ -138,6 +140,13 @@ class JobError(TypedDict):
     stage: str | None
 
 
+class JobUrls(TypedDict):
+    events: str
+    stream: str
+    report: str
+    artifacts: str
+
+
 class Job(TypedDict):
     id: str
     object: Literal["compression.job"]
@@ -152,7 +161,7 @@ class Job(TypedDict):
     error: JobError | None
     result: dict[str, Any] | None
     metadata: dict[str, Any]
-    urls: dict[str, str]
+    urls: JobUrls
 
 
 class Event(TypedDict):

@@ -198,14 +198,20 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
 
 def allowed_methods(request: Request) -> list[str]:
     """Every method some route takes at this request's path."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches({**request.scope, "method": "GET"})
-        if match != Match.NONE:
-            methods |= set(getattr(route, "methods", None) or ())
+    methods = {
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL
+            for route in request.app.router.routes
+        )
+    }
     if "GET" in methods:
         methods.add("HEAD")
     return sorted(methods)
+
+
+_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
