@@ -349,8 +349,10 @@ async def get_job(job_id: str, tenant: TenantDep, db: DatabaseDep) -> Response:
 
 
 def _job_json(db: Database, tenant: str, job_id: str) -> bytes:
-    with db.session() as session:
-        job = get_job_or_404(session, tenant, job_id)
+    with db.engine.connect() as connection:
+        job = job_store.read_job(connection, tenant, job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id!r}")
     return job_model(job).model_dump_json().encode()
 
 
