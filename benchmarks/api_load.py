@@ -14,7 +14,6 @@ rate with 0 errors.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -77,11 +76,7 @@ def main() -> int:
                 and (paced["p99_ms"] or 1e9) < 50,
             }
     report["get_job"] = results
-    report["machine_after"] = loadgen.machine_state()
-    text = json.dumps(report, indent=2)
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text + "\n")
+    loadgen.write_report(report, args.out)
     return 0
 
 

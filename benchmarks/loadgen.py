@@ -415,6 +415,15 @@ def measured(
     return result
 
 
+def write_report(report: dict[str, Any], out: Path) -> None:
+    """Add the machine's state after the run, print the report and write it to ``out``."""
+    report["machine_after"] = machine_state()
+    text = json.dumps(report, indent=2)
+    print(text)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text + "\n")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="the load client (one process)")
     sub = parser.add_subparsers(dest="command", required=True)

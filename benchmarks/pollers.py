@@ -16,7 +16,6 @@ and ``/healthz`` under 50 ms throughout both.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -70,11 +69,7 @@ def main() -> int:
                 "goals_met": _goals(paced, flood),
             }
     report["results"] = results
-    report["machine_after"] = loadgen.machine_state()
-    text = json.dumps(report, indent=2)
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text + "\n")
+    loadgen.write_report(report, args.out)
     return 0
 
 
