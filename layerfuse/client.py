@@ -90,6 +90,8 @@ STREAM_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=10.0)
 MAX_RETRY_AFTER_S = 120.0
 
 # --- Objects ---------------------------------------------------------------------------------
+# The server declares each object once (layerfuse.service.objects); tests/test_api_objects.py
+# keeps these TypedDicts field for field and type for type in step with it.
 
 T = TypeVar("T")
 
@@ -138,6 +140,13 @@ class JobError(TypedDict):
     stage: str | None
 
 
+class JobUrls(TypedDict):
+    events: str
+    stream: str
+    report: str
+    artifacts: str
+
+
 class Job(TypedDict):
     id: str
     object: Literal["compression.job"]
@@ -152,7 +161,7 @@ class Job(TypedDict):
     error: JobError | None
     result: dict[str, Any] | None
     metadata: dict[str, Any]
-    urls: dict[str, str]
+    urls: JobUrls
 
 
 class Event(TypedDict):
@@ -298,7 +307,7 @@ def _api_error(response: httpx.Response) -> APIError:
 
 def model_files(directory: Path) -> tuple[list[Path], list[str]]:
     """The files of a model directory that an upload accepts, and the names it would refuse."""
-    from layerfuse.service.allowlist import MODEL_FILES, SHARD_PATTERN
+    from layerfuse.compression.inspection import MODEL_FILES, SHARD_PATTERN
 
     files = sorted(p for p in directory.iterdir() if p.is_file())
     accepted = [p for p in files if p.name in MODEL_FILES or SHARD_PATTERN.match(p.name)]
