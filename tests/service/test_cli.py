@@ -10,7 +10,8 @@ import zipfile
 from pathlib import Path
 
 from layerfuse.cli import build_parser
-from layerfuse.commands.service import _extract_model, _local_key
+from layerfuse.client import _extract_model
+from layerfuse.commands.processes import _local_key
 
 REPO = Path(__file__).resolve().parents[2]
 

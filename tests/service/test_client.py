@@ -42,7 +42,7 @@ def lf(settings: Settings, db: Database, queue: FakeQueue) -> Iterator[Client]:
     """Acme's :class:`Client` of the app."""
     app = create_app(settings, db=db, queue=queue)  # type: ignore[arg-type]
     with TestClient(app) as http, Client(api_key=ACME_KEY, http=http) as client:
-        client.sleep = lambda seconds: None
+        client.retry.sleep = lambda seconds: None
         yield client
 
 
@@ -148,7 +148,7 @@ def scripted(
 
     http = httpx.Client(base_url="http://lf.test", transport=httpx.MockTransport(handle))
     client = Client(api_key="k" * 20, http=http, max_retries=3, backoff_base_s=1.0)
-    client.sleep = sleeps.append
+    client.retry.sleep = sleeps.append
     return client, requests, sleeps
 
 
