@@ -18,7 +18,14 @@ from layerfuse.compression.spec import SPLIT_FILE_STEMS, CompressionSpec
 from layerfuse.service.allowlist import MODEL_FILES
 from layerfuse.service.artifacts import describe_outputs
 from layerfuse.service.settings import Settings
-from layerfuse.service.storage import OutsideRoot, Storage, inside, publish, remove_tree
+from layerfuse.service.storage import (
+    CHECKPOINT,
+    OutsideRoot,
+    Storage,
+    inside,
+    publish,
+    remove_tree,
+)
 from layerfuse.service.store import CANCELLED, FAILED, SUCCEEDED, Database, Dataset, Job
 from layerfuse.service.store import jobs as job_store
 from layerfuse.service.store import uploads as upload_store
@@ -137,7 +144,7 @@ def _run(db: Database, settings: Settings, claim: Claim) -> Outcome:
             attempt_dir,
             reporter=reporter,
             cancel=cancel,
-            checkpoint_dir=job_dir / "checkpoint",
+            checkpoint_dir=job_dir / CHECKPOINT,
         )
         if cancel.cancelled():
             raise CompressionCancelled()
@@ -163,7 +170,7 @@ def _run(db: Database, settings: Settings, claim: Claim) -> Outcome:
         remove_tree(attempt_dir)
         if not cancel.lost:
             # The job ends with this attempt: its checkpoints are no longer needed.
-            remove_tree(job_dir / "checkpoint")
+            remove_tree(job_dir / CHECKPOINT)
 
 
 def _error(code: str, message: str, reporter: StoreReporter) -> dict[str, Any]:
