@@ -78,8 +78,9 @@ def data_dir_from_env() -> Path:
 
 
 def _settings(*, check_api_secrets: bool, **overrides: Any) -> Settings | None:
-    """Settings from the environment (and ``overrides``), checked as the API checks them; None
-    after printing the reason (never the values: they may be keys) when they are unusable."""
+    """Settings from the environment (and ``overrides``), checked as the API checks them, with
+    the data directory made and the database schema brought up to date; None after printing the
+    reason (never the values: they may be keys) when they are unusable."""
     from pydantic import ValidationError
 
     from layerfuse.service.settings import ConfigError, Settings, get_settings
@@ -96,15 +97,11 @@ def _settings(*, check_api_secrets: bool, **overrides: Any) -> Settings | None:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return None
-    return settings
-
-
-def _prepare_store(settings: Settings) -> None:
-    """The data directory exists and the database schema is up to date."""
     from layerfuse.service.store import upgrade
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.resolved_database_url)
+    return settings
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -113,7 +110,6 @@ def run_serve(args: argparse.Namespace) -> int:
     settings = _settings(check_api_secrets=True)
     if settings is None:
         return EXIT_BAD_INPUT
-    _prepare_store(settings)
     uvicorn.run(
         "layerfuse.service.app:create_app",
         factory=True,
@@ -129,7 +125,6 @@ def run_worker(args: argparse.Namespace) -> int:
     settings = _settings(check_api_secrets=False)
     if settings is None:
         return EXIT_BAD_INPUT
-    _prepare_store(settings)
     from layerfuse.worker.celery_app import app
 
     argv = [
@@ -152,7 +147,6 @@ def run_webhooks(args: argparse.Namespace) -> int:
     settings = _settings(check_api_secrets=False)
     if settings is None:
         return EXIT_BAD_INPUT
-    _prepare_store(settings)
     from layerfuse.service.broker import webhook_queue
     from layerfuse.worker import celery_app
 
@@ -193,7 +187,6 @@ def run_up(args: argparse.Namespace) -> int:
     )
     if settings is None:
         return EXIT_BAD_INPUT
-    _prepare_store(settings)
     url = f"http://{args.host}:{args.port}"
     command = [sys.executable, "-m", "layerfuse.cli"]
     return _supervise(
