@@ -505,6 +505,16 @@ class Client:
         )
         return result
 
+    def iter_events(self, job_id: str, *, after: str | None = None) -> Iterator[Event]:
+        """Every event of the job so far after ``after`` (from the first when None), page by
+        page; unlike :meth:`follow_events` it returns at the last one."""
+        while True:
+            page = self.list_events(job_id, after=after, limit=1000)
+            yield from page["data"]
+            if not page["has_more"]:
+                return
+            after = page["last_id"]
+
     def follow_events(self, job_id: str, *, after: str | None = None) -> Iterator[Event]:
         """The job's events after ``after`` (from the first when None), live, until its terminal
         status event. A dropped stream is resumed with ``Last-Event-ID``; after ``max_retries``
@@ -534,12 +544,8 @@ class Client:
             if self.get_job(job_id)["status"] not in TERMINAL_STATUSES:
                 self.retry.sleep(self.retry.backoff_base_s)
                 continue
-            while True:  # whatever came after ``after`` is still due
-                page = self.list_events(job_id, after=after, limit=1000)
-                yield from page["data"]
-                if not page["has_more"]:
-                    return
-                after = page["last_id"]
+            yield from self.iter_events(job_id, after=after)  # whatever came after is due
+            return
 
     # -- results --------------------------------------------------------------------------------
 

@@ -245,21 +245,12 @@ def describe(job: Job) -> str:
 def run_events(args: argparse.Namespace) -> int:
     def body(client: Client) -> int:
         if args.no_follow:
-            _print_events(_listed_events(client, args.job_id, args.after), args.json)
+            _print_events(client.iter_events(args.job_id, after=args.after), args.json)
             return EXIT_OK
         _print_events(client.follow_events(args.job_id, after=args.after), args.json)
         return _job_exit(client.get_job(args.job_id))
 
     return _guarded(args, body)
-
-
-def _listed_events(client: Client, job_id: str, after: str | None) -> Iterable[Event]:
-    while True:
-        page = client.list_events(job_id, after=after, limit=1000)
-        yield from page["data"]
-        if not page["has_more"]:
-            return
-        after = page["last_id"]
 
 
 def _print_events(events: Iterable[Event], as_json: bool) -> None:

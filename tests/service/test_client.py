@@ -311,7 +311,7 @@ def test_the_public_api_is_pinned() -> None:
         "upload_dataset", "get_dataset", "list_datasets", "delete_dataset", "create_job",
         "list_jobs", "get_job", "cancel_job", "wait", "list_events", "follow_events",
         "get_report", "list_artifacts", "read_artifact", "download_artifact",
-        "list_webhook_deliveries",
+        "download_outputs", "iter_events", "list_webhook_deliveries",
     } <= methods  # fmt: skip
 
 
