@@ -20,6 +20,7 @@ from layerfuse.compression.spec import SPLIT_FILE_STEMS, CompressionSpec
 from layerfuse.service.artifacts import describe_outputs
 from layerfuse.service.settings import Settings
 from layerfuse.service.storage import (
+    CHECKPOINT,
     OutsideRoot,
     Storage,
     inside,
@@ -171,7 +172,7 @@ def _run(db: Database, settings: Settings, claim: Claim) -> Outcome:
         remove_tree(attempt_dir)
         if not cancel.token.lost:
             # The job ends with this attempt: its checkpoints are no longer needed.
-            remove_tree(job_dir / "checkpoint")
+            remove_tree(job_dir / CHECKPOINT)
 
 
 def _compress(
@@ -186,7 +187,7 @@ def _compress(
     from layerfuse.compression import compress
 
     result = compress(
-        spec, attempt_dir, reporter=reporter, cancel=cancel, checkpoint_dir=job_dir / "checkpoint"
+        spec, attempt_dir, reporter=reporter, cancel=cancel, checkpoint_dir=job_dir / CHECKPOINT
     )
     if cancel.cancelled():
         raise CompressionCancelled()
