@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from .catalogue import MODEL_TYPES
+from .catalogue import CONFIG_KEYS, MODEL_TYPES
 from .errors import ModelError
 
 
@@ -24,21 +24,27 @@ class Adapter:
     """Where the pieces of one architecture's encoder live, as attribute paths.
 
     Attributes:
-        layer_list: path from the base model to the ``ModuleList`` of encoder layers.
         ffn_output: path from a layer to the linear layer *after* the feed-forward
             non-linearity; its input is the intermediate activation the activation signals read.
         self_attention: path from a layer to the module whose forward returns
             ``(output, attention_probs)``.
-        num_layers_key: the config field holding the layer count.
         position_offset: position ids the architecture reserves (RoBERTa starts at pad + 1).
     """
 
     name: str
-    layer_list: str = "encoder.layer"
     ffn_output: str = "output.dense"
     self_attention: str = "attention.self"
-    num_layers_key: str = "num_hidden_layers"
     position_offset: int = 0
+
+    @property
+    def layer_list(self) -> str:
+        """Path from the base model to the ``ModuleList`` of encoder layers."""
+        return CONFIG_KEYS[self.name].layer_prefix
+
+    @property
+    def num_layers_key(self) -> str:
+        """The config field holding the layer count (:data:`catalogue.CONFIG_KEYS`)."""
+        return CONFIG_KEYS[self.name].num_layers
 
     def layers(self, model: nn.Module) -> nn.ModuleList:
         layers = submodule(model.base_model, self.layer_list)  # type: ignore[arg-type]
@@ -66,10 +72,8 @@ ADAPTERS: dict[str, Adapter] = {
     "xlm-roberta": Adapter("xlm-roberta", position_offset=2),
     "distilbert": Adapter(
         "distilbert",
-        layer_list="transformer.layer",
         ffn_output="ffn.lin2",
         self_attention="attention",
-        num_layers_key="n_layers",
     ),
 }
 

@@ -17,8 +17,53 @@ class SignalInfo:
     prune_first: Literal["lowest", "highest"]
 
 
+@dataclass(frozen=True)
+class ConfigKeys:
+    """Where one architecture keeps its sizes: the ``config.json`` keys and the tensors whose
+    shapes must agree with them (names are suffixes; a checkpoint may prefix them, ``bert.``).
+
+    Attributes:
+        num_layers: the config key of the encoder's layer count.
+        layer_prefix: tensor names of layer ``i`` contain ``<layer_prefix>.<i>.``.
+        shapes: ``tensor suffix -> config keys of its dimensions``; layer tensors are layer 0's.
+    """
+
+    num_layers: str
+    layer_prefix: str
+    shapes: dict[str, tuple[str, ...]]
+
+
+def _bert_like(embedding: str = "hidden_size") -> ConfigKeys:
+    return ConfigKeys(
+        num_layers="num_hidden_layers",
+        layer_prefix="encoder.layer",
+        shapes={
+            "embeddings.word_embeddings.weight": ("vocab_size", embedding),
+            "embeddings.position_embeddings.weight": ("max_position_embeddings", embedding),
+            "encoder.layer.0.attention.self.query.weight": ("hidden_size", "hidden_size"),
+            "encoder.layer.0.intermediate.dense.weight": ("intermediate_size", "hidden_size"),
+        },
+    )
+
+
 # The config ``model_type`` values with an adapter in :mod:`layerfuse.compression.architectures`.
-MODEL_TYPES: tuple[str, ...] = ("bert", "distilbert", "electra", "roberta", "xlm-roberta")
+CONFIG_KEYS: dict[str, ConfigKeys] = {
+    "bert": _bert_like(),
+    "distilbert": ConfigKeys(
+        num_layers="n_layers",
+        layer_prefix="transformer.layer",
+        shapes={
+            "embeddings.word_embeddings.weight": ("vocab_size", "dim"),
+            "embeddings.position_embeddings.weight": ("max_position_embeddings", "dim"),
+            "transformer.layer.0.attention.q_lin.weight": ("dim", "dim"),
+            "transformer.layer.0.ffn.lin1.weight": ("hidden_dim", "dim"),
+        },
+    ),
+    "electra": _bert_like(embedding="embedding_size"),
+    "roberta": _bert_like(),
+    "xlm-roberta": _bert_like(),
+}
+MODEL_TYPES: tuple[str, ...] = tuple(CONFIG_KEYS)
 
 SIGNALS: tuple[SignalInfo, ...] = (
     SignalInfo("activation-inhibition", "activation", "lowest"),

@@ -45,6 +45,8 @@ _EXTENSIONS = {
     ".tsv": "tsv",
     ".parquet": "parquet",
 }
+# The file names a dataset upload may have (the service checks names with it before storing).
+DATASET_SUFFIXES = tuple(_EXTENSIONS)
 _MAX_LISTED = 5
 
 
@@ -55,6 +57,13 @@ class TableInfo:
     format: str
     rows: int
     columns: list[str]
+
+
+@dataclass(frozen=True)
+class SplitInfo(TableInfo):
+    """A split checked against a job's columns: the table, and the labels it holds."""
+
+    labels: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -171,11 +180,12 @@ def validate_columns(
     label_column: str = "label",
     require_two_classes: bool = False,
     max_rows: int = DEFAULT_MAX_ROWS,
-) -> TableInfo:
+) -> SplitInfo:
     """Check a split against a job's column spec, as the API does when a job is created.
 
     The same checks as :func:`read_split`, plus (``require_two_classes``, for train) at least two
-    distinct labels.
+    distinct labels. The labels it returns let the caller check the other splits against train
+    (:func:`check_labels_seen`).
 
     Raises:
         DatasetError: as :func:`read_split`, or ``dataset_too_few_classes``.
@@ -190,7 +200,7 @@ def validate_columns(
     )
     if require_two_classes:
         _require_two_classes(data, label_column=label_column)
-    return info
+    return SplitInfo(info.format, info.rows, info.columns, frozenset(data.labels))
 
 
 def prepare_data(
@@ -237,21 +247,32 @@ def prepare_data(
     carved = validation is None
     if validation is None:
         train, validation = _carve_validation(train, fraction=validation_fraction, seed=seed)
-    for split, param in ((validation, "dataset.validation"), (test, "dataset.test")):
-        if split is None:
-            continue
-        unseen = [label for label in dict.fromkeys(split.labels) if label not in train_labels]
-        if unseen:
-            raise DatasetError(
-                f"{_describe(split)} has labels that never occur in train"
-                f"{_source_suffix(train)}: {_quote_some(unseen)}; "
-                "every label must have training examples, so fix or drop those rows",
-                code="dataset_unseen_labels",
-                param=param,
-            )
+    for split in (validation, test):
+        if split is not None:
+            check_labels_seen(split.labels, train_labels, split=split.name, where=_describe(split))
     return LabelledData(
         labels=labels, train=train, validation=validation, test=test, validation_carved=carved
     )
+
+
+def check_labels_seen(
+    labels: Iterable[str], train_labels: Iterable[str], *, split: str, where: str | None = None
+) -> None:
+    """Every label of a validation or test split occurs in train.
+
+    Raises:
+        DatasetError: ``dataset_unseen_labels`` naming ``dataset.<split>``.
+    """
+    seen = set(train_labels)
+    unseen = [label for label in dict.fromkeys(labels) if label not in seen]
+    if unseen:
+        raise DatasetError(
+            f"{where or f'the {split} split'} has labels that never occur in train: "
+            f"{_quote_some(unseen)}; every label must have training examples, so fix or drop "
+            "those rows",
+            code="dataset_unseen_labels",
+            param=f"dataset.{split}",
+        )
 
 
 def sort_labels(labels: Iterable[str]) -> list[str]:
@@ -370,6 +391,11 @@ def _jsonl_objects(path: Path, param: str | None) -> Iterator[tuple[int, dict[st
                 )
                 raise _parse_error(
                     path, f"line {number} is not valid JSON ({e.msg}){hint}", param
+                ) from None
+            except RecursionError:
+                # json recurses per nesting level; a row is a flat object, so this is never data.
+                raise _parse_error(
+                    path, f"line {number} nests too deeply to be a row of a dataset", param
                 ) from None
             if not isinstance(obj, dict):
                 raise _parse_error(

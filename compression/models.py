@@ -1,13 +1,14 @@
 """Loading a Hugging Face sequence-classification model safely, and saving a pruned one.
 
 Safety rules (architecture.md): weights load from safetensors only, ``trust_remote_code`` is
-never set, and only the architectures of :mod:`layerfuse.compression.architectures` are accepted.
+never set, and only models that :func:`~layerfuse.compression.inspection.inspect_model_dir`
+accepted (the architectures of :mod:`layerfuse.compression.architectures`, a config that agrees
+with its weights) are loaded.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,88 +23,12 @@ from transformers import (
 
 from .architectures import Adapter, adapter_for
 from .errors import ModelError
+from .inspection import ModelInfo
 
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 # Weights a checkpoint without a classification head legitimately lacks; anything else missing
 # means the checkpoint does not match its config and would be silently random-initialised.
 HEAD_KEYS = re.compile(r"(^|\.)(classifier|pooler|pre_classifier)\.")
 GENERIC_LABEL = re.compile(r"^LABEL_(\d+)$")
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What ``config.json`` says about a model directory, read without loading weights."""
-
-    path: Path
-    model_type: str
-    num_layers: int
-    head_labels: list[str] | None  # the classification head's labels, in id order
-    base_name: str
-
-
-def inspect_model_dir(path: Path) -> ModelInfo:
-    """Check a model directory is loadable under the safety rules, without loading weights."""
-    if not path.is_dir():
-        raise ModelError(
-            f"model directory {path.name!r} does not exist", code="model_not_found", param="model"
-        )
-    config_file = path / "config.json"
-    if not config_file.is_file():
-        raise ModelError(
-            f"{path.name!r} has no config.json; save the model with save_pretrained",
-            code="model_config_missing",
-            param="model",
-        )
-    safetensors = sorted(path.glob("*.safetensors"))
-    if not safetensors:
-        pickles = sorted(p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
-        hint = f" (found pickle files {pickles}, which are never loaded)" if pickles else ""
-        raise ModelError(
-            f"{path.name!r} has no .safetensors weights{hint}; re-save the model with "
-            "save_pretrained(..., safe_serialization=True)",
-            code="model_pickle_refused" if pickles else "model_weights_missing",
-            param="model",
-        )
-    try:
-        config = json.loads(config_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelError(
-            f"config.json of {path.name!r} is not valid JSON: {exc}",
-            code="model_config_invalid",
-            param="model",
-        ) from exc
-    if not isinstance(config, dict):
-        raise ModelError(
-            "config.json must hold a JSON object", code="model_config_invalid", param="model"
-        )
-    if config.get("auto_map"):
-        raise ModelError(
-            "the model needs custom code (config.json has auto_map); layerfuse "
-            "never runs remote code",
-            code="model_architecture_unsupported",
-            param="model",
-        )
-    model_type = config.get("model_type")
-    adapter = adapter_for(model_type)
-    num_layers = config.get(adapter.num_layers_key)
-    if not isinstance(num_layers, int) or num_layers < 2:
-        raise ModelError(
-            f"config.json has {adapter.num_layers_key}={num_layers!r}; layer removal "
-            "needs a model with at least 2 layers",
-            code="model_too_shallow",
-            param="model",
-        )
-    head_labels = None
-    if any(a.endswith("ForSequenceClassification") for a in config.get("architectures") or []):
-        id2label = config.get("id2label") or {}
-        head_labels = [str(id2label[k]) for k in sorted(id2label, key=int)]
-    return ModelInfo(
-        path,
-        str(model_type),
-        num_layers,
-        head_labels,
-        str(config.get("_name_or_path") or path.name),
-    )
 
 
 def head_label_order(info: ModelInfo, train_labels: set[str]) -> list[str] | None:

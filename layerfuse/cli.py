@@ -1,8 +1,9 @@
 """``layerfuse``: one console script, one module per group of subcommands.
 
-Exit status (api.md): 0 on success, 2 on bad arguments or input, 1 on a failed job.
-Subcommand modules import their heavy dependencies (torch, the service) only when they run, so
-``layerfuse --help`` stays instant.
+Exit status (:mod:`layerfuse.commands.exit_codes`): 0 on success, 2 on bad arguments or input,
+1 on a failure, 130 when interrupted. Subcommand modules import their heavy dependencies (torch,
+the service, httpx) only when they run, so ``layerfuse --help`` and shell completion stay
+instant.
 """
 
 from __future__ import annotations
@@ -11,9 +12,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from .commands import compress, service
-
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+from . import __version__
+from .commands import completion, compress, processes, remote
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,14 +21,18 @@ def build_parser() -> argparse.ArgumentParser:
         prog="layerfuse",
         description="Compress fine-tuned transformer classifiers by removing whole layers.",
     )
+    parser.add_argument("--version", action="version", version=f"layerfuse {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     compress.register(subparsers)
-    service.register(subparsers)
+    processes.register(subparsers)
+    remote.register(subparsers)
+    completion.register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    completion.autocomplete(parser)
     args = parser.parse_args(argv)
     return int(args.run(args))
 

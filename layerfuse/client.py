@@ -14,11 +14,12 @@
 Every route of api.md has a method; answers are the API's JSON objects, typed as
 :class:`~typing.TypedDict` (:class:`Job`, :class:`Event`, :class:`Page` ...).
 
-Retries: connection failures before a request was sent, 429 and 503 are retried for every
-request; other 5xx answers and dropped connections only for requests that are safe to repeat
-(reads, deletes, cancels, and job creation, which always carries an ``Idempotency-Key``). Waits
-grow exponentially (``backoff_base_s * 2^n``, jittered, at most ``backoff_max_s``) and honour
-``Retry-After``. :meth:`Client.follow_events` reconnects with ``Last-Event-ID``.
+Retries follow one policy, :class:`layerfuse.retries.RetryPolicy`: connection failures before a
+request was sent, 429 and 503 are retried for every request; other 5xx answers and dropped
+connections only for requests that are safe to repeat (reads, deletes, cancels, and job
+creation, which always carries an ``Idempotency-Key``). Waits grow exponentially and honour
+``Retry-After``; a request costs at most ``max_retries + 1`` round trips (downloads included).
+:meth:`Client.follow_events` reconnects with ``Last-Event-ID``, counting failures in a row.
 
 Errors, one hierarchy (problem+json's ``code``, ``param`` and ``detail`` on every API error):
 
@@ -42,19 +43,20 @@ from __future__ import annotations
 
 import base64
 import binascii
-import email.utils
 import hashlib
 import hmac
 import json
 import os
-import random
 import time
 import uuid
+import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Generic, Literal, TypedDict, TypeVar
 
 import httpx
+
+from .retries import RetryPolicy
 
 __all__ = [
     "APIConnectionError",
@@ -83,13 +85,16 @@ __all__ = [
     "verify_webhook",
 ]
 
+JOB_STATUSES = ("queued", "running", "cancelling", "succeeded", "failed", "cancelled")
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=600.0, write=600.0, pool=10.0)
 # The server sends a keep-alive comment every 15 s: a minute of silence is a dead connection.
 STREAM_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=10.0)
-MAX_RETRY_AFTER_S = 120.0
+MODEL_ARCHIVE = "model.zip"
 
 # --- Objects ---------------------------------------------------------------------------------
+# The server declares each object once (layerfuse.service.objects); tests/test_api_objects.py
+# keeps these TypedDicts field for field and type for type in step with it.
 
 T = TypeVar("T")
 
@@ -138,6 +143,13 @@ class JobError(TypedDict):
     stage: str | None
 
 
+class JobUrls(TypedDict):
+    events: str
+    stream: str
+    report: str
+    artifacts: str
+
+
 class Job(TypedDict):
     id: str
     object: Literal["compression.job"]
@@ -152,7 +164,7 @@ class Job(TypedDict):
     error: JobError | None
     result: dict[str, Any] | None
     metadata: dict[str, Any]
-    urls: dict[str, str]
+    urls: JobUrls
 
 
 class Event(TypedDict):
@@ -298,7 +310,7 @@ def _api_error(response: httpx.Response) -> APIError:
 
 def model_files(directory: Path) -> tuple[list[Path], list[str]]:
     """The files of a model directory that an upload accepts, and the names it would refuse."""
-    from layerfuse.service.allowlist import MODEL_FILES, SHARD_PATTERN
+    from layerfuse.compression.inspection import MODEL_FILES, SHARD_PATTERN
 
     files = sorted(p for p in directory.iterdir() if p.is_file())
     accepted = [p for p in files if p.name in MODEL_FILES or SHARD_PATTERN.match(p.name)]
@@ -351,22 +363,8 @@ def verify_webhook(
     raise WebhookVerificationError("no matching v1 signature")
 
 
-def _retry_after_s(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            moment = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        seconds = moment.timestamp() - time.time()
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
-
-
 FilesFactory = Callable[[], Any]
+R = TypeVar("R")
 
 
 # --- The client ------------------------------------------------------------------------------
@@ -380,6 +378,8 @@ class Client:
         api_key: sent as ``Authorization: Bearer``; None for a server with auth disabled.
         max_retries: retries after the first attempt of a request (0 disables them).
         backoff_base_s, backoff_max_s: the first wait and the longest one.
+        (The three make :attr:`retry`, the :class:`~layerfuse.retries.RetryPolicy` of every
+        request.)
         timeout: httpx timeout of ordinary requests.
         http: an ``httpx.Client`` to send through (a ``fastapi.testclient.TestClient`` in tests,
             or one with custom transport, proxies or certificates); not closed by :meth:`close`.
@@ -396,13 +396,10 @@ class Client:
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
         http: httpx.Client | None = None,
     ):
-        self.max_retries = max_retries
-        self.backoff_base_s = backoff_base_s
-        self.backoff_max_s = backoff_max_s
+        self.retry = RetryPolicy(max_retries, backoff_base_s, backoff_max_s)
         self._owns_http = http is None
         self.http = http or httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout)
         self._auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.sleep: Callable[[float], None] = time.sleep
 
     def __enter__(self) -> Client:
         return self
@@ -517,52 +514,47 @@ class Client:
         )
         return result
 
+    def iter_events(self, job_id: str, *, after: str | None = None) -> Iterator[Event]:
+        """Every event of the job so far after ``after`` (from the first when None), page by
+        page; unlike :meth:`follow_events` it returns at the last one."""
+        while True:
+            page = self.list_events(job_id, after=after, limit=1000)
+            yield from page["data"]
+            if not page["has_more"]:
+                return
+            after = page["last_id"]
+
     def follow_events(self, job_id: str, *, after: str | None = None) -> Iterator[Event]:
         """The job's events after ``after`` (from the first when None), live, until its terminal
         status event. A dropped stream is resumed with ``Last-Event-ID``; after ``max_retries``
-        failed reconnections in a row, :class:`APIConnectionError`."""
+        failed reconnections in a row (an event received resets the count), the last error."""
+        path = f"/v1/jobs/{job_id}/events/stream"
         failures = 0
         while True:
             headers = {**self._auth, **({"Last-Event-ID": after} if after else {})}
             try:
                 with self.http.stream(
-                    "GET",
-                    f"/v1/jobs/{job_id}/events/stream",
-                    headers=headers,
-                    timeout=STREAM_TIMEOUT,
+                    "GET", path, headers=headers, timeout=STREAM_TIMEOUT
                 ) as response:
-                    if response.status_code >= 400:
-                        response.read()
-                        error = _api_error(response)
-                        if not _retryable_status(response.status_code, idempotent=True):
-                            raise error
-                        failures += 1
-                        if failures > self.max_retries:
-                            raise error
-                        self.sleep(self._delay(failures - 1, response))
-                        continue
+                    _raise_for_status(response)
                     for event in _parse_sse(response.iter_lines()):
                         after, failures = event["id"], 0
                         yield event
                         if _is_terminal(event):
                             return
-            except httpx.TransportError as exc:
+            except (httpx.TransportError, APIError) as exc:
                 failures += 1
-                if failures > self.max_retries:
-                    raise APIConnectionError(f"the event stream of {job_id} broke: {exc}") from exc
-                self.sleep(self._delay(failures - 1))
+                self._wait_or_raise(
+                    exc, failures, idempotent=True, what=f"the event stream of {job_id}"
+                )
                 continue
             # The stream ended without a terminal event: the job ended between two of the
             # server's reads, or a proxy closed the connection.
             if self.get_job(job_id)["status"] not in TERMINAL_STATUSES:
-                self.sleep(self.backoff_base_s)
+                self.retry.sleep(self.retry.backoff_base_s)
                 continue
-            while True:  # whatever came after ``after`` is still due
-                page = self.list_events(job_id, after=after, limit=1000)
-                yield from page["data"]
-                if not page["has_more"]:
-                    return
-                after = page["last_id"]
+            yield from self.iter_events(job_id, after=after)  # whatever came after is due
+            return
 
     # -- results --------------------------------------------------------------------------------
 
@@ -582,21 +574,29 @@ class Client:
 
     def download_artifact(self, job_id: str, name: str, destination: Path) -> Path:
         """Stream one artifact to ``destination`` (written to a temporary name, checked against
-        the sha256 the server sends, then renamed).
+        the sha256 the server sends, then renamed). A broken transfer starts again, within the
+        request's retries.
 
         Raises:
             ArtifactIntegrityError: the bytes do not match the server's sha256.
         """
         destination.parent.mkdir(parents=True, exist_ok=True)
         partial = destination.with_name(f".{destination.name}.part")
-        for attempt in range(self.max_retries + 1):
-            try:
-                expected = self._stream_to(job_id, name, partial)
-                break
-            except httpx.TransportError as exc:
-                if attempt == self.max_retries:
-                    raise APIConnectionError(f"downloading {name} failed: {exc}") from exc
-                self.sleep(self._delay(attempt))
+        path = f"/v1/jobs/{job_id}/artifacts/{name}"
+
+        def transfer() -> str | None:
+            with self.http.stream("GET", path, headers=self._auth) as response:
+                _raise_for_status(response)
+                with partial.open("wb") as f:
+                    for chunk in response.iter_bytes(1 << 20):
+                        f.write(chunk)
+                return response.headers.get("X-Content-SHA256")
+
+        try:
+            expected = self._retrying(transfer, idempotent=True, what=f"downloading {name}")
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
         digest = hashlib.sha256()
         with partial.open("rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
@@ -607,22 +607,23 @@ class Client:
         os.replace(partial, destination)
         return destination
 
-    def _stream_to(self, job_id: str, name: str, target: Path) -> str | None:
-        path = f"/v1/jobs/{job_id}/artifacts/{name}"
-        for attempt in range(self.max_retries + 1):
-            with self.http.stream("GET", path, headers=self._auth) as response:
-                if response.status_code < 400:
-                    with target.open("wb") as f:
-                        for chunk in response.iter_bytes(1 << 20):
-                            f.write(chunk)
-                    return response.headers.get("X-Content-SHA256")
-                response.read()
-                if attempt == self.max_retries or not _retryable_status(
-                    response.status_code, idempotent=True
-                ):
-                    raise _api_error(response)
-                self.sleep(self._delay(attempt, response))
-        raise AssertionError("unreachable")
+    def download_outputs(self, job_id: str, out: Path) -> list[Path]:
+        """A succeeded job's outputs in the layout of ``layerfuse compress``: ``out/model/``
+        (from ``model.zip``), ``report.json``, ``model_card.md``, ``signals.csv``, the plots and
+        any ``model.onnx``; every file sha256-checked. Returns the files written."""
+        out.mkdir(parents=True, exist_ok=True)
+        listed = self.list_artifacts(job_id)
+        archive = self.download_artifact(job_id, MODEL_ARCHIVE, out / f".{MODEL_ARCHIVE}")
+        try:
+            written = _extract_model(archive, out)
+        finally:
+            archive.unlink()
+        for artifact in listed:
+            name = artifact["name"]
+            if "/" in name or name == MODEL_ARCHIVE:
+                continue  # model/<file> came in the archive
+            written.append(self.download_artifact(job_id, name, out / name))
+        return written
 
     def list_webhook_deliveries(
         self, job_id: str, *, after: str | None = None, limit: int = 20
@@ -656,43 +657,71 @@ class Client:
             APIError: an error answer that is not retried, or the last one.
             APIConnectionError: the server was not reached after every retry.
         """
-        for attempt in range(self.max_retries + 1):
-            opened = files() if files is not None else None
+
+        def attempt() -> httpx.Response:
+            opened = files() if files is not None else None  # a retry sends the files again
             try:
                 response = self.http.request(
                     method, path, headers={**self._auth, **(headers or {})}, files=opened, **kwargs
                 )
-            except httpx.TransportError as exc:
-                # Not sent at all: always safe to repeat. Sent but unanswered: only if idempotent.
-                unsent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
-                if attempt == self.max_retries or not (unsent or idempotent):
-                    raise APIConnectionError(
-                        f"{method} {path}: cannot reach the layerfuse server ({exc})"
-                    ) from exc
-                self.sleep(self._delay(attempt))
-                continue
             finally:
                 _close_files(opened)
-            if response.status_code < 400 or not retry_statuses:
-                return response
-            if attempt < self.max_retries and _retryable_status(response.status_code, idempotent):
-                self.sleep(self._delay(attempt, response))
+            if retry_statuses:
+                _raise_for_status(response)
+            return response
+
+        return self._retrying(attempt, idempotent=idempotent, what=f"{method} {path}")
+
+    def _retrying(self, attempt: Callable[[], R], *, idempotent: bool, what: str) -> R:
+        """``attempt()`` until it returns, or until :attr:`retry` gives up on its failures."""
+        failures = 0
+        while True:
+            try:
+                return attempt()
+            except (httpx.TransportError, APIError) as exc:
+                failures += 1
+                self._wait_or_raise(exc, failures, idempotent=idempotent, what=what)
+
+    def _wait_or_raise(
+        self, exc: httpx.TransportError | APIError, failures: int, *, idempotent: bool, what: str
+    ) -> None:
+        """Wait before sending again, as :attr:`retry` says; else raise the failure (a transport
+        error as :class:`APIConnectionError`)."""
+        if isinstance(exc, APIError):
+            if not self.retry.wait(
+                failures, status=exc.status, headers=exc.headers, idempotent=idempotent
+            ):
+                raise exc
+            return
+        if not self.retry.wait(failures, error=exc, idempotent=idempotent):
+            unsent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+            reason = "cannot reach the layerfuse server" if unsent else "the connection broke"
+            raise APIConnectionError(f"{what}: {reason} ({exc})") from exc
+
+
+def _raise_for_status(response: httpx.Response) -> None:
+    """The API's error answer as an :class:`APIError` (the body is read first)."""
+    if response.status_code >= 400:
+        response.read()
+        raise _api_error(response)
+
+
+def _extract_model(archive: Path, out: Path) -> list[Path]:
+    """``model/<file>`` entries of ``archive`` into ``out/model/``, and nothing else: never a
+    path outside it (no ``..``, no absolute names, no subfolders)."""
+    target = (out / "model").resolve()
+    target.mkdir(parents=True, exist_ok=True)
+    written = []
+    with zipfile.ZipFile(archive) as zf:
+        for info in zf.infolist():
+            name = Path(info.filename)
+            if info.is_dir() or name.parts[:1] != ("model",) or len(name.parts) != 2:
                 continue
-            raise _api_error(response)
-        raise AssertionError("unreachable")
-
-    def _delay(self, attempt: int, response: httpx.Response | None = None) -> float:
-        if response is not None:
-            retry_after = _retry_after_s(response)
-            if retry_after is not None:
-                return retry_after
-        delay = min(self.backoff_base_s * 2**attempt, self.backoff_max_s)
-        return float(delay * random.uniform(0.5, 1.0))
-
-
-def _retryable_status(status: int, idempotent: bool) -> bool:
-    # 429 and 503 say the request was not processed; other 5xx may have been half-way.
-    return status in (429, 503) or (idempotent and status in (500, 502, 504))
+            with zf.open(info) as src, (target / name.name).open("wb") as dst:
+                while block := src.read(1 << 20):
+                    dst.write(block)
+            written.append(target / name.name)
+    return written
 
 
 def _params(**values: Any) -> dict[str, Any]:

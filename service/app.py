@@ -13,11 +13,13 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
-from . import errors
+from . import errors, openapi
 from .broker import JobQueue
+from .limits import BodyLimits
 from .metrics import Metrics, RequestContextMiddleware
 from .reconciler import reconcile_once
 from .routes import artifacts, events, health, jobs, uploads, webhooks
@@ -51,7 +53,15 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.db = db or Database(settings.resolved_database_url)
+        # Sync routes run on this many threads; each holds at most one connection, and the pool
+        # has a few more for the reconciler and the metrics, so no thread waits on the pool.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
+        app.state.db = db or Database(
+            settings.resolved_database_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=0,
+            pool_timeout_s=settings.db_pool_timeout_s,
+        )
         app.state.queue = queue or JobQueue(settings)
         app.state.metrics = Metrics(app.state.db)
         reconciler = None
@@ -78,6 +88,8 @@ def create_app(
     app.state.settings = settings
     app.state.storage = Storage(settings)
     errors.install(app)
+    openapi.install(app)
+    app.add_middleware(BodyLimits, settings=settings)
     app.add_middleware(
         RequestContextMiddleware, metrics=lambda: getattr(app.state, "metrics", None)
     )

@@ -2,17 +2,19 @@
 
 Routes and helpers raise :class:`ApiError` (or let the library's
 :class:`~layerfuse.compression.errors.LayerfuseError` through); this module alone turns them into
-HTTP. Bodies never carry a stack trace, a server path or a secret: unexpected exceptions are logged
-with the request id and answered with a generic ``internal_error``.
+HTTP. A code's status comes from the one registry, :mod:`layerfuse.compression.error_codes`
+(docs/service.md's error table). Bodies never carry a stack trace, a server path or a secret:
+unexpected exceptions are logged with the request id and answered with a generic
+``internal_error``; a database whose connections are all busy is ``service_busy`` (503 with
+``Retry-After``), never a 500.
 
-    ApiError(status, code, detail, param)
-    ├── 401 Unauthorized         missing_api_key, invalid_api_key
-    ├── 404 NotFound             not_found (also for another tenant's ids)
-    ├── 409 Conflict             idempotency_key_reused, resource_in_use, job_not_succeeded
-    ├── 413 PayloadTooLarge      upload_too_large
-    ├── 422 Unprocessable        invalid_request, upload_file_not_allowed, model_*, dataset_*,
-    │                            webhook_url_*, webhook_secret_missing, mlflow_tracking_uri_*
-    └── 503 ServiceUnavailable   broker_unavailable
+    ApiError(detail, code, param, headers)
+    ├── Unauthorized         401
+    ├── NotFound             404
+    ├── Conflict             409
+    ├── PayloadTooLarge      413
+    ├── Unprocessable        422
+    └── ServiceUnavailable   503
 """
 
 from __future__ import annotations
@@ -25,8 +27,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
+from layerfuse.compression.error_codes import status_of
 from layerfuse.compression.errors import InvalidInputError
 
 log = logging.getLogger(__name__)
@@ -50,6 +55,7 @@ class ApiError(Exception):
         self.detail = detail
         if code is not None:
             self.code = code
+        self.status = status_of(self.code, type(self).status)
         self.param = param
         self.headers = headers or {}
 
@@ -66,7 +72,7 @@ class NotFound(ApiError):
 
 class Conflict(ApiError):
     status = 409
-    code = "conflict"
+    code = "resource_in_use"
 
 
 class PayloadTooLarge(ApiError):
@@ -81,7 +87,7 @@ class Unprocessable(ApiError):
 
 class ServiceUnavailable(ApiError):
     status = 503
-    code = "service_unavailable"
+    code = "service_busy"
 
 
 def problem(
@@ -93,18 +99,31 @@ def problem(
     param: str | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
-    body: dict[str, Any] = {
+    body = problem_body(
+        status,
+        code=code,
+        detail=detail,
+        param=param,
+        request_id=getattr(request.state, "request_id", None),
+    )
+    return JSONResponse(
+        body, status_code=status, headers=dict(headers or {}), media_type=PROBLEM_JSON
+    )
+
+
+def problem_body(
+    status: int, *, code: str, detail: str, param: str | None = None, request_id: str | None
+) -> dict[str, Any]:
+    """An RFC 9457 problem (the ``Problem`` schema of the OpenAPI document)."""
+    return {
         "type": "about:blank",
         "title": HTTPStatus(status).phrase,
         "status": status,
         "detail": detail,
         "code": code,
         "param": param,
-        "request_id": getattr(request.state, "request_id", None),
+        "request_id": request_id,
     }
-    return JSONResponse(
-        body, status_code=status, headers=dict(headers or {}), media_type=PROBLEM_JSON
-    )
 
 
 def _param_from_loc(loc: tuple[Any, ...]) -> str | None:
@@ -143,18 +162,56 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
 
 async def _on_library_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, InvalidInputError)
-    return problem(request, 422, code=exc.code, detail=exc.message, param=exc.param)
+    status = status_of(exc.code, 422)
+    return problem(request, status, code=exc.code, detail=exc.message, param=exc.param)
 
 
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "upload_too_large"}
+async def _on_pool_timeout(request: Request, exc: Exception) -> JSONResponse:
+    # Every connection of the pool stayed busy for the pool timeout: shed the request rather
+    # than queue it, so a burst of pollers slows down instead of piling up.
+    log.warning("database pool exhausted on %s %s", request.method, request.url.path)
+    return problem(
+        request,
+        503,
+        code="service_busy",
+        detail="the server is busy; retry after the number of seconds in Retry-After",
+        headers={"Retry-After": str(BUSY_RETRY_AFTER_S)},
+    )
+
+
+BUSY_RETRY_AFTER_S = 1
+_HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
 
 
 async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     status = exc.status_code
-    code = _HTTP_CODES.get(status, HTTPStatus(status).phrase.lower().replace(" ", "_"))
+    code = _HTTP_CODES.get(status, "bad_request" if status < 500 else "internal_error")
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(status).phrase
-    return problem(request, status, code=code, detail=detail, headers=exc.headers)
+    headers = dict(exc.headers or {})
+    if status == 405:
+        # Starlette names only the methods of the first route that matched the path.
+        headers["Allow"] = ", ".join(allowed_methods(request))
+        detail = f"{request.method} is not allowed here; allowed: {headers['Allow']}"
+    return problem(request, status, code=code, detail=detail, headers=headers)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route takes at this request's path."""
+    methods = {
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL
+            for route in request.app.router.routes
+        )
+    }
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)
+
+
+_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -177,4 +234,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(InvalidInputError, _on_library_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(PoolTimeout, _on_pool_timeout)
     app.add_exception_handler(Exception, _on_unexpected)

@@ -13,10 +13,18 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from layerfuse.compression.spec import Columns, MethodSpec
 
-# Re-exported: built in layerfuse.service.objects because the store needs them too.
+# The API's objects are declared in layerfuse.service.objects (the store builds them too).
+from .objects import ArtifactList as ArtifactList
+from .objects import DatasetObject as DatasetObject
+from .objects import EventObject as EventObject
+from .objects import JobObject as JobObject
+from .objects import ModelObject as ModelObject
+from .objects import WebhookDeliveryObject as WebhookDeliveryObject
+from .objects import dataset_object as dataset_object
 from .objects import delivery_object as delivery_object
+from .objects import event_object as event_object
 from .objects import job_object as job_object
-from .store import Dataset, Event, Model
+from .objects import model_object as model_object
 
 MAX_METADATA_KEYS = 16
 WebhookEventName = Literal["started", "stage", "completed"]
@@ -88,6 +96,14 @@ class JobCreate(MethodSpec):
     )
     integrations: list[MlflowIntegration] = Field(default_factory=list, max_length=4)
 
+    @classmethod
+    def openapi_request_body(cls) -> dict[str, Any]:
+        """The route's ``openapi_extra``: it reads the body itself (:mod:`..bodies`)."""
+        schema = {"$ref": f"#/components/schemas/{cls.__name__}"}
+        return {
+            "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}
+        }
+
     @field_validator("webhook_events_filter")
     @classmethod
     def _unique_events(cls, value: list[WebhookEventName]) -> list[WebhookEventName]:
@@ -117,6 +133,12 @@ class Page(BaseModel, Generic[T]):
     has_more: bool
 
 
+class Deleted(BaseModel):
+    id: str
+    object: Literal["model", "dataset"]
+    deleted: Literal[True]
+
+
 def page(items: list[T], has_more: bool, ids: list[str]) -> dict[str, Any]:
     return {
         "object": "list",
@@ -124,167 +146,4 @@ def page(items: list[T], has_more: bool, ids: list[str]) -> dict[str, Any]:
         "first_id": ids[0] if ids else None,
         "last_id": ids[-1] if ids else None,
         "has_more": has_more,
-    }
-
-
-class ModelObject(BaseModel):
-    id: str
-    object: Literal["model"] = "model"
-    architecture: str
-    model_type: str
-    num_layers: int
-    num_labels: int | None
-    parameters: int
-    bytes: int
-    files: list[str]
-    created_at: int
-
-
-class DatasetObject(BaseModel):
-    id: str
-    object: Literal["dataset"] = "dataset"
-    filename: str
-    format: str
-    rows: int
-    columns: list[str]
-    bytes: int
-    created_at: int
-
-
-class ProgressObject(BaseModel):
-    fraction: float
-    stage_fraction: float | None
-    eta_seconds: float | None
-
-
-class JobError(BaseModel):
-    code: str
-    message: str
-    stage: str | None = None
-
-
-class JobUrls(BaseModel):
-    events: str
-    stream: str
-    report: str
-    artifacts: str
-
-
-class JobObject(BaseModel):
-    id: str
-    object: Literal["compression.job"] = "compression.job"
-    status: str
-    stage: str | None
-    progress: ProgressObject | None
-    attempts: int
-    created_at: int
-    started_at: int | None
-    finished_at: int | None
-    spec: dict[str, Any]
-    error: JobError | None
-    result: dict[str, Any] | None
-    metadata: dict[str, Any]
-    urls: JobUrls
-
-
-class EventObject(BaseModel):
-    id: str
-    object: Literal["compression.job.event"] = "compression.job.event"
-    job_id: str
-    created_at: int
-    level: str
-    type: str
-    stage: str | None
-    message: str
-    data: dict[str, Any] | None
-
-
-class ArtifactObject(BaseModel):
-    name: str
-    bytes: int
-    sha256: str
-    content_type: str
-
-
-class AttemptObject(BaseModel):
-    attempt: int
-    at: float
-    status_code: int | None
-    error: str | None
-    duration_ms: float
-
-
-class WebhookDeliveryObject(BaseModel):
-    id: str
-    object: Literal["webhook.delivery"] = "webhook.delivery"
-    job_id: str
-    event_type: str
-    url: str
-    status: Literal["pending", "succeeded", "failed"]
-    attempts: int
-    created_at: int
-    last_attempt_at: int | None
-    next_attempt_at: int | None
-    delivered_at: int | None
-    response_status_code: int | None
-    error: str | None
-    attempt_log: list[AttemptObject]
-
-
-class ArtifactList(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[ArtifactObject]
-
-
-def model_object(row: Model) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "object": "model",
-        "architecture": row.architecture,
-        "model_type": row.model_type,
-        "num_layers": row.num_layers,
-        "num_labels": row.num_labels,
-        "parameters": row.parameters,
-        "bytes": row.bytes,
-        "files": list(row.files),
-        "created_at": int(row.created_at),
-    }
-
-
-def dataset_object(row: Dataset) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "object": "dataset",
-        "filename": row.filename,
-        "format": row.format,
-        "rows": row.rows,
-        "columns": list(row.columns),
-        "bytes": row.bytes,
-        "created_at": int(row.created_at),
-    }
-
-
-def event_id(seq: int) -> str:
-    return f"evt_{seq}"
-
-
-def parse_event_id(value: str | None) -> int | None:
-    """``evt_<n>`` (or a bare ``n``, as some SSE clients send) to ``n``; None if unreadable."""
-    if not value:
-        return None
-    digits = value.removeprefix("evt_")
-    return int(digits) if digits.isdigit() else None
-
-
-def event_object(event: Event) -> dict[str, Any]:
-    return {
-        "id": event_id(event.seq),
-        "object": "compression.job.event",
-        "job_id": event.job_id,
-        "created_at": int(event.created_at),
-        "level": event.level,
-        "type": event.type,
-        "stage": event.stage,
-        "message": event.message,
-        "data": event.data,
     }

@@ -139,6 +139,17 @@ class Settings(BaseSettings):
     models_root: Path | None = None
     allow_hub: bool = False
 
+    # The API under load. Request threads and database connections are sized together (each
+    # thread holds at most one connection, plus a few for the reconciler and the metrics); a
+    # request that still finds no connection within the pool timeout is 503 service_busy.
+    api_threads: int = Field(default=16, ge=1, le=512)
+    db_pool_timeout_s: float = Field(default=2.0, gt=0, le=60)
+    # Requests in flight past which new ones are answered 503 service_busy at once.
+    api_max_inflight: int = Field(default=1024, ge=1)
+    max_json_body_bytes: int = Field(default=1 * MiB, ge=1024)
+    # A request body must arrive within this long (slow-body timeout).
+    body_timeout_s: float = Field(default=30.0, gt=0)
+
     # Jobs and the queue.
     queue_name: str = "layerfuse"
     job_time_limit_s: int = Field(default=6 * 3600, ge=60)
@@ -174,6 +185,23 @@ class Settings(BaseSettings):
     # The worker's hardware.
     device: Literal["auto", "cpu", "cuda"] = "auto"
     torch_threads: int | None = Field(default=None, ge=1)
+    # A job's memory budget: a fixed part (torch, the data) plus a multiple of the model's weight
+    # bytes (teacher, student, copies during the sweep, optimiser state), unless given outright
+    # (0 turns the guard off). Past it the job fails with job_memory_limit_exceeded.
+    job_memory_limit_bytes: int | None = Field(default=None, ge=0)
+    job_memory_base_bytes: int = Field(default=2 * GiB, ge=0)
+    job_memory_weight_factor: float = Field(default=32.0, ge=1)
+
+    def job_memory_budget(self, weight_bytes: int) -> int | None:
+        """The memory a job on a model with ``weight_bytes`` of weights may use; None: no limit."""
+        if self.job_memory_limit_bytes is not None:
+            return self.job_memory_limit_bytes or None
+        return int(self.job_memory_base_bytes + self.job_memory_weight_factor * weight_bytes)
+
+    @property
+    def db_pool_size(self) -> int:
+        """Connections of the API's pool: one per request thread, and some for background work."""
+        return self.api_threads + 4
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -73,3 +73,24 @@ def publish(temporary: Path, final: Path) -> None:
 
 def remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
+
+
+ATTEMPT_PREFIX = ".attempt-"
+
+
+def attempt_number(folder: Path) -> int | None:
+    """``n`` of an ``.attempt-<n>`` folder; None for any other name."""
+    suffix = folder.name.removeprefix(ATTEMPT_PREFIX)
+    return int(suffix) if folder.name.startswith(ATTEMPT_PREFIX) and suffix.isdecimal() else None
+
+
+def remove_attempts(job_dir: Path, *, below: int | None = None) -> list[Path]:
+    """Remove the job's ``.attempt-<n>`` folders (those with ``n < below`` when given): what a
+    killed attempt left behind. Returns what was removed."""
+    removed = []
+    for folder in sorted(job_dir.glob(ATTEMPT_PREFIX + "*")) if job_dir.is_dir() else []:
+        number = attempt_number(folder)
+        if number is not None and (below is None or number < below):
+            remove_tree(folder)
+            removed.append(folder)
+    return removed

@@ -6,16 +6,13 @@ the limit the upload stops with 413 and the folder is removed. Callers validate 
 then rename the folder into place, so a half-written upload is never visible. No archive is
 ever extracted.
 
-Model files are inspected without torch: ``config.json`` for the architecture and the layer
-count, the safetensors headers for the parameter count.
+Model files are inspected without torch, by the library's own rules
+(:func:`layerfuse.compression.inspection.inspect_model_dir`).
 """
 
 from __future__ import annotations
 
-import json
-import math
 import shutil
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -24,38 +21,18 @@ import anyio
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
-from layerfuse.compression.catalogue import MODEL_TYPES
-
-from .allowlist import (
-    DATASET_SUFFIXES,
+from layerfuse.compression.datasets import DATASET_SUFFIXES
+from layerfuse.compression.inspection import (
     MODEL_FILES,
     PICKLE_SUFFIXES,
     SHARD_PATTERN,
-    TOKENIZER_FILES,
+    ModelInfo,
+    inspect_model_dir,
 )
-from .errors import PayloadTooLarge, Unprocessable
 
-# The model types the library has an adapter for (layerfuse.compression.architectures.ADAPTERS,
-# which imports torch; a test keeps the two in step).
+from .errors import ApiError, PayloadTooLarge, Unprocessable
+
 MAX_FILES = 64
-MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
-_DTYPE_BYTES = {
-    "F64": 8,
-    "F32": 4,
-    "F16": 2,
-    "BF16": 2,
-    "I64": 8,
-    "I32": 4,
-    "I16": 2,
-    "I8": 1,
-    "U8": 1,
-    "BOOL": 1,
-    "F8_E4M3": 1,
-    "F8_E5M2": 1,
-    "U16": 2,
-    "U32": 4,
-    "U64": 8,
-}
 
 
 @dataclass
@@ -170,7 +147,7 @@ async def receive_files(
     except Exception as exc:
         receiver.close()
         shutil.rmtree(folder, ignore_errors=True)
-        if isinstance(exc, PayloadTooLarge | Unprocessable):
+        if isinstance(exc, ApiError):
             raise
         raise Unprocessable(
             "the multipart body is malformed", code="invalid_upload", param="files"
@@ -275,131 +252,11 @@ def _write_all(pending: list[tuple[BinaryIO, bytes]]) -> None:
 # --- Inspecting what arrived ----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ModelInfo:
-    architecture: str
-    model_type: str
-    num_layers: int
-    num_labels: int | None
-    parameters: int
-
-
 def inspect_model(folder: Path, files: dict[str, int]) -> ModelInfo:
-    """Validate a model upload and describe it, reading only JSON and safetensors headers.
+    """Validate a model upload by the library's rules (:mod:`layerfuse.compression.inspection`),
+    reading only JSON and safetensors headers.
 
     Raises:
-        Unprocessable: a missing or malformed config, unsupported architecture, missing or
-            malformed weights, or no tokenizer.
+        ModelError: 422 with its code, naming ``files``.
     """
-    if "config.json" not in files:
-        raise _model_error("the upload has no config.json", "model_config_missing")
-    config = _read_json(folder / "config.json", "config.json")
-    model_type = config.get("model_type")
-    if model_type not in MODEL_TYPES:
-        raise _model_error(
-            f"architecture {model_type!r} is not supported; supported model_type values: "
-            f"{', '.join(MODEL_TYPES)} (MiniLM checkpoints are 'bert')",
-            "model_architecture_unsupported",
-        )
-    num_layers = config.get("num_hidden_layers", config.get("n_layers"))
-    if not isinstance(num_layers, int) or num_layers < 1:
-        raise _model_error("config.json has no positive num_hidden_layers", "model_config_invalid")
-    architectures = config.get("architectures") or []
-    architecture = str(architectures[0]) if architectures else str(model_type)
-    num_labels: int | None = None
-    if any(str(a).endswith("ForSequenceClassification") for a in architectures):
-        labels = config.get("id2label")
-        num_labels = len(labels) if isinstance(labels, dict) else config.get("num_labels")
-    if not any(name in files for name in TOKENIZER_FILES):
-        raise _model_error(
-            f"the upload has no tokenizer; include one of {', '.join(TOKENIZER_FILES)}",
-            "model_tokenizer_missing",
-        )
-    return ModelInfo(
-        architecture=architecture,
-        model_type=str(model_type),
-        num_layers=num_layers,
-        num_labels=num_labels,
-        parameters=_count_parameters(folder, files),
-    )
-
-
-def _count_parameters(folder: Path, files: dict[str, int]) -> int:
-    shards = sorted(name for name in files if SHARD_PATTERN.match(name))
-    if "model.safetensors" in files:
-        weight_files = ["model.safetensors"]
-    elif shards:
-        if "model.safetensors.index.json" not in files:
-            raise _model_error(
-                "sharded weights need model.safetensors.index.json", "model_weights_missing"
-            )
-        index = _read_json(folder / "model.safetensors.index.json", "model.safetensors.index.json")
-        weight_map = index.get("weight_map")
-        needed = set(weight_map.values()) if isinstance(weight_map, dict) else set()
-        missing = sorted(needed - set(shards))
-        if not needed or missing:
-            raise _model_error(
-                f"the weight index names shards that were not uploaded: {missing or 'none'}",
-                "model_weights_missing",
-            )
-        weight_files = shards
-    else:
-        raise _model_error(
-            "the upload has no weights; include model.safetensors (pickle formats are refused)",
-            "model_weights_missing",
-        )
-    return sum(_safetensors_parameters(folder / name) for name in weight_files)
-
-
-def _safetensors_parameters(path: Path) -> int:
-    size = path.stat().st_size
-    with path.open("rb") as f:
-        head = f.read(8)
-        if len(head) != 8:
-            raise _model_error(f"{path.name} is not a safetensors file", "model_weights_invalid")
-        (length,) = struct.unpack("<Q", head)
-        if length > min(MAX_SAFETENSORS_HEADER, size - 8):
-            raise _model_error(f"{path.name} is not a safetensors file", "model_weights_invalid")
-        try:
-            header = json.loads(f.read(length))
-        except ValueError as exc:
-            raise _model_error(
-                f"{path.name} is not a safetensors file", "model_weights_invalid"
-            ) from exc
-    if not isinstance(header, dict):
-        raise _model_error(f"{path.name} is not a safetensors file", "model_weights_invalid")
-    total = 0
-    data_size = size - 8 - length
-    for name, tensor in header.items():
-        if name == "__metadata__":
-            continue
-        try:
-            count = math.prod(int(d) for d in tensor["shape"])
-            begin, end = (int(x) for x in tensor["data_offsets"])
-            width = _DTYPE_BYTES[tensor["dtype"]]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise _model_error(
-                f"{path.name}: tensor {name[:80]!r} has a malformed header entry",
-                "model_weights_invalid",
-            ) from exc
-        if not 0 <= begin <= end <= data_size or end - begin != count * width:
-            raise _model_error(
-                f"{path.name} is truncated or corrupt (tensor {name[:80]!r})",
-                "model_weights_invalid",
-            )
-        total += count
-    return total
-
-
-def _read_json(path: Path, label: str) -> dict[str, Any]:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise _model_error(f"{label} is not valid JSON", "model_config_invalid") from exc
-    if not isinstance(value, dict):
-        raise _model_error(f"{label} must hold a JSON object", "model_config_invalid")
-    return value
-
-
-def _model_error(detail: str, code: str) -> Unprocessable:
-    return Unprocessable(detail, code=code, param="files")
+    return inspect_model_dir(folder, files, param="files")

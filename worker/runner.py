@@ -7,6 +7,7 @@ outlive a failed attempt, so a redelivered job resumes instead of starting over.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from dataclasses import dataclass
@@ -14,17 +15,26 @@ from pathlib import Path
 from typing import Any
 
 from layerfuse.compression.errors import CompressionCancelled, InvalidInputError, LayerfuseError
+from layerfuse.compression.inspection import MODEL_FILES
 from layerfuse.compression.spec import SPLIT_FILE_STEMS, CompressionSpec
-from layerfuse.service.allowlist import MODEL_FILES
 from layerfuse.service.artifacts import describe_outputs
 from layerfuse.service.settings import Settings
-from layerfuse.service.storage import OutsideRoot, Storage, inside, publish, remove_tree
+from layerfuse.service.storage import (
+    CHECKPOINT,
+    OutsideRoot,
+    Storage,
+    inside,
+    publish,
+    remove_attempts,
+    remove_tree,
+)
 from layerfuse.service.store import CANCELLED, FAILED, SUCCEEDED, Database, Dataset, Job
 from layerfuse.service.store import jobs as job_store
 from layerfuse.service.store import uploads as upload_store
 from layerfuse.service.store.jobs import Claim
 
 from .integrations import run_integrations
+from .memory import MemoryGuard, is_out_of_memory, weight_bytes
 from .reporter import Heartbeat, StoreCancelToken, StoreReporter
 
 log = logging.getLogger(__name__)
@@ -124,23 +134,18 @@ def _run(db: Database, settings: Settings, claim: Claim) -> Outcome:
     storage = Storage(settings)
     job_dir = storage.job_dir(job.tenant, job.id)
     attempt_dir = job_dir / f".attempt-{claim.attempt}"
-    remove_tree(attempt_dir)
+    # Earlier attempts of this job were killed (or lost it): their folders are garbage now.
+    remove_attempts(job_dir, below=claim.attempt + 1)
     reporter = StoreReporter(db, claim)
-    cancel = StoreCancelToken(db, claim)
+    cancel = GuardedCancel(StoreCancelToken(db, claim))
+    budget: int | None = None
     try:
         spec = build_spec(job, settings, storage, db)
-        _set_torch_threads(settings)
-        from layerfuse.compression import compress
-
-        result = compress(
-            spec,
-            attempt_dir,
-            reporter=reporter,
-            cancel=cancel,
-            checkpoint_dir=job_dir / "checkpoint",
-        )
-        if cancel.cancelled():
-            raise CompressionCancelled()
+        budget = settings.job_memory_budget(weight_bytes(spec.model_dir))
+        with contextlib.ExitStack() as stack:
+            if budget:
+                cancel.guard = stack.enter_context(MemoryGuard(budget))
+            result = _compress(spec, attempt_dir, job_dir, settings, reporter, cancel)
         output = storage.output_dir(job.tenant, job.id)
         publish(attempt_dir, output)
         summary = dict(result.summary)
@@ -148,6 +153,8 @@ def _run(db: Database, settings: Settings, claim: Claim) -> Outcome:
             summary["integrations"] = run_integrations(job, output, summary, settings, reporter)
         return Outcome(SUCCEEDED, result=summary, artifacts=describe_outputs(output))
     except CompressionCancelled:
+        if cancel.out_of_memory():
+            return Outcome(FAILED, error=_memory_error(budget, reporter))
         return Outcome(CANCELLED)
     except LayerfuseError as exc:
         # The library's own errors keep their stable codes (export_onnx_unavailable, ...).
@@ -155,15 +162,60 @@ def _run(db: Database, settings: Settings, claim: Claim) -> Outcome:
     except SoftTimeLimitExceeded:
         message = f"the job ran past this server's time limit of {settings.job_time_limit_s} s"
         return Outcome(FAILED, error=_error("job_time_limit_exceeded", message, reporter))
-    except Exception:
+    except Exception as exc:
+        if is_out_of_memory(exc):
+            return Outcome(FAILED, error=_memory_error(budget, reporter))
         log.exception("job %s (attempt %s) failed unexpectedly", claim.job_id, claim.attempt)
         message = "an internal error stopped the job; it has been logged for the operators"
         return Outcome(FAILED, error=_error("internal_error", message, reporter))
     finally:
         remove_tree(attempt_dir)
-        if not cancel.lost:
+        if not cancel.token.lost:
             # The job ends with this attempt: its checkpoints are no longer needed.
-            remove_tree(job_dir / "checkpoint")
+            remove_tree(job_dir / CHECKPOINT)
+
+
+def _compress(
+    spec: CompressionSpec,
+    attempt_dir: Path,
+    job_dir: Path,
+    settings: Settings,
+    reporter: StoreReporter,
+    cancel: GuardedCancel,
+) -> Any:
+    _set_torch_threads(settings)
+    from layerfuse.compression import compress
+
+    result = compress(
+        spec, attempt_dir, reporter=reporter, cancel=cancel, checkpoint_dir=job_dir / CHECKPOINT
+    )
+    if cancel.cancelled():
+        raise CompressionCancelled()
+    return result
+
+
+class GuardedCancel:
+    """The job's cancel token, which the memory guard fires too."""
+
+    def __init__(self, token: StoreCancelToken):
+        self.token = token
+        self.guard: MemoryGuard | None = None
+
+    def out_of_memory(self) -> bool:
+        return self.guard is not None and self.guard.exceeded()
+
+    def cancelled(self) -> bool:
+        return self.out_of_memory() or self.token.cancelled()
+
+
+def _memory_error(budget: int | None, reporter: StoreReporter) -> dict[str, Any]:
+    limit = f"its memory budget of {budget / 2**30:.2f} GiB" if budget else "the memory left"
+    message = (
+        f"the job needed more than {limit} (derived from the model's size; "
+        "LAYERFUSE_JOB_MEMORY_*); use a smaller model, fewer examples (options.n_calib, a "
+        "shorter max_length) or a worker with a larger budget"
+    )
+    return _error("job_memory_limit_exceeded", message, reporter)
 
 
 def _error(code: str, message: str, reporter: StoreReporter) -> dict[str, Any]:

@@ -15,7 +15,8 @@ from ..datasets import LabelledData, TextSplit, prepare_data, read_split
 from ..device import Runtime
 from ..errors import InvalidInputError
 from ..evaluation import EvalSet, latency_ms, parameter_count, size_mb
-from ..models import LoadedModel, ModelInfo, head_label_order, inspect_model_dir, load_model
+from ..inspection import ModelInfo, inspect_model_dir
+from ..models import LoadedModel, head_label_order, load_model
 from ..progress import ProgressTracker
 from ..report import DatasetReport, Files, Latency, ModelReport, ResolvedOptions
 from ..selection import validate_target

@@ -7,7 +7,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+from .exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from .output import add_json_argument, print_json, summary_lines
+from .progress import ProgressBar
 
 
 def add_method_arguments(parser: argparse.ArgumentParser) -> None:
@@ -113,35 +115,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_method_arguments(parser)
     parser.add_argument("--out", required=True, type=Path, help="output directory")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every sweep step")
+    add_json_argument(parser)
     parser.set_defaults(run=run)
 
 
 class _BarReporter:
-    """A tqdm bar over the whole job; stages and decisions printed above it."""
+    """The library's ``Reporter`` drawn as the command line's progress bar."""
 
-    def __init__(self, verbose: bool):
-        from tqdm import tqdm
-
-        self.verbose = verbose
-        self.bar = tqdm(
-            total=1000,
-            unit="‰",
-            bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}",
-            file=sys.stderr,
-        )
+    def __init__(self, bar: ProgressBar):
+        self.bar = bar
 
     def stage(self, stage: str) -> None:
-        self.bar.set_description(stage.replace("_", " "))
+        self.bar.stage(stage)
 
-    def progress(self, progress) -> None:
-        self.bar.update(int(progress.fraction * 1000) - self.bar.n)
+    def progress(self, progress: Any) -> None:
+        self.bar.fraction(progress.fraction)
 
-    def event(self, type: str, message: str, data=None, level: str = "info") -> None:
-        if type in ("message", "status") or level != "info" or (self.verbose and type == "metrics"):
-            self.bar.write(message, file=sys.stderr)
-
-    def close(self) -> None:
-        self.bar.close()
+    def event(self, type: str, message: str, data: Any = None, level: str = "info") -> None:
+        self.bar.event(type, message, level)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -175,37 +166,25 @@ def run(args: argparse.Namespace) -> int:
     # The library checks loading reports itself; transformers' own tables and bars are noise here.
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    reporter = _BarReporter(args.verbose)
     try:
-        result = compress(spec, args.out, reporter=reporter)
+        # The bar closes before any error is printed, so the message stands below it.
+        with ProgressBar(args.verbose) as bar:
+            result = compress(spec, args.out, reporter=_BarReporter(bar))
     except InvalidInputError as exc:
-        reporter.close()
         where = f" ({exc.param})" if exc.param else ""
         print(f"error [{exc.code}]{where}: {exc.message}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except (CompressionCancelled, KeyboardInterrupt):
-        reporter.close()
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except LayerfuseError as exc:
-        reporter.close()
         print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
         return EXIT_FAILED
-    reporter.close()
-    s = result.summary
-    base, final = s["baseline"]["validation"], s["final"]["validation"]
-    print(f"{s['strategy']}: removed layers {s['removed_layers']}, kept {s['kept_layers']}")
-    if not s["met_target"]:
-        print(
-            "no depth kept validation accuracy within the target before distillation, so the "
-            "model was kept whole; try --max-accuracy-drop 0.05, --layers-to-remove K or "
-            "--select-best (distillation then recovers accuracy)"
-        )
-    print(
-        f"validation accuracy {base['accuracy']:.4f} -> {final['accuracy']:.4f}; "
-        f"parameters {s['parameters']['before']:,} -> {s['parameters']['after']:,}"
-    )
-    print(
-        f"wrote {result.out_dir}/model and {', '.join(a for a in s['artifacts'] if '/' not in a)}"
-    )
+    if args.json:
+        print_json({**result.summary, "out_dir": str(result.out_dir)})
+        return EXIT_OK
+    for line in summary_lines(result.summary):
+        print(line)
+    files = ", ".join(a for a in result.summary["artifacts"] if "/" not in a)
+    print(f"wrote {result.out_dir}/model and {files}")
     return EXIT_OK

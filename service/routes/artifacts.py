@@ -7,12 +7,11 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
-from sqlalchemy.orm import Session
 
 from layerfuse.compression.report import Report
 
 from ..artifacts import MODEL_ZIP, ensure_model_zip
-from ..deps import DatabaseDep, SessionDep, StorageDep, TenantDep
+from ..deps import DatabaseDep, StorageDep, TenantDep
 from ..errors import Conflict, NotFound
 from ..schemas import ArtifactList
 from ..storage import OutsideRoot, Storage, inside
@@ -23,8 +22,9 @@ from .jobs import get_job_or_404
 router = APIRouter(prefix="/v1/jobs", tags=["artifacts"])
 
 
-def _succeeded(session: Session, tenant: str, job_id: str) -> Job:
-    job = get_job_or_404(session, tenant, job_id)
+def _succeeded(db: Database, tenant: str, job_id: str) -> Job:
+    with db.session() as session:
+        job = get_job_or_404(session, tenant, job_id)
     if job.status != SUCCEEDED:
         raise Conflict(
             f"job {job_id} has status {job.status}: reports and artifacts exist once it succeeds",
@@ -48,24 +48,23 @@ def _artifacts(db: Database, storage: Storage, job: Job) -> list[dict[str, Any]]
 @router.get(
     "/{job_id}/report",
     response_model=Report,
-    responses={404: {}, 409: {}},
     summary="The job's report.json",
 )
 def get_report(
-    job_id: str, tenant: TenantDep, session: SessionDep, storage: StorageDep
+    job_id: str, tenant: TenantDep, db: DatabaseDep, storage: StorageDep
 ) -> FileResponse:
     """The file as the library wrote it, in the shape of the library's :class:`Report`."""
-    job = _succeeded(session, tenant, job_id)
+    job = _succeeded(db, tenant, job_id)
     return FileResponse(
         storage.output_dir(tenant, job.id) / "report.json", media_type="application/json"
     )
 
 
-@router.get("/{job_id}/artifacts", response_model=ArtifactList, responses={404: {}, 409: {}})
+@router.get("/{job_id}/artifacts", response_model=ArtifactList)
 async def list_artifacts(
-    job_id: str, tenant: TenantDep, session: SessionDep, db: DatabaseDep, storage: StorageDep
+    job_id: str, tenant: TenantDep, db: DatabaseDep, storage: StorageDep
 ) -> dict[str, Any]:
-    job = await run_in_threadpool(_succeeded, session, tenant, job_id)
+    job = await run_in_threadpool(_succeeded, db, tenant, job_id)
     listed = await run_in_threadpool(_artifacts, db, storage, job)
     return {"object": "list", "data": listed}
 
@@ -73,18 +72,17 @@ async def list_artifacts(
 @router.get(
     "/{job_id}/artifacts/{name:path}",
     response_class=FileResponse,
-    responses={200: {"content": {"application/octet-stream": {}}}, 404: {}, 409: {}},
+    responses={200: {"content": {"application/octet-stream": {"schema": {"type": "string"}}}}},
     summary="Download one artifact, by a name from the list",
 )
 async def download_artifact(
     job_id: str,
     name: str,
     tenant: TenantDep,
-    session: SessionDep,
     db: DatabaseDep,
     storage: StorageDep,
 ) -> FileResponse:
-    job = await run_in_threadpool(_succeeded, session, tenant, job_id)
+    job = await run_in_threadpool(_succeeded, db, tenant, job_id)
     listed = await run_in_threadpool(_artifacts, db, storage, job)
     entry = next((a for a in listed if a["name"] == name), None)
     if entry is None:

@@ -17,9 +17,10 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from ..deps import DatabaseDep, SessionDep, TenantDep
+from ..deps import DatabaseDep, TenantDep
 from ..errors import Unprocessable
-from ..schemas import EventObject, Page, event_object, page, parse_event_id
+from ..ids import EVENT_ID_PATTERN, EventCursor, parse_event_id
+from ..schemas import EventObject, Page, event_object, page
 from ..store import TERMINAL_STATUSES, Database, Event
 from ..store import jobs as job_store
 from .jobs import get_job_or_404
@@ -30,33 +31,35 @@ POLL_INTERVAL_S = 0.5
 KEEPALIVE_S = 15.0
 
 
-def _cursor(after: str | None) -> int:
-    if after is None:
+def _cursor(after: str | None, param: str) -> int:
+    if not after:
         return 0
     seq = parse_event_id(after)
     if seq is None:
-        raise Unprocessable("after must be an event id (evt_…)", param="after")
+        raise Unprocessable(f"{param} must be an event id (evt_<n>, n below 10^18)", param=param)
     return seq
 
 
-@router.get("/{job_id}/events", response_model=Page[EventObject], responses={404: {}})
+@router.get("/{job_id}/events", response_model=Page[EventObject])
 def list_events(
     job_id: str,
     tenant: TenantDep,
-    session: SessionDep,
-    after: Annotated[str | None, Query(max_length=64, description="an event id")] = None,
+    db: DatabaseDep,
+    after: EventCursor = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
-    get_job_or_404(session, tenant, job_id)
-    rows = job_store.list_events(session, job_id, after_seq=_cursor(after), limit=limit + 1)
+    cursor = _cursor(after, "after")
+    with db.session() as session:
+        get_job_or_404(session, tenant, job_id)
+        rows = job_store.list_events(session, job_id, after_seq=cursor, limit=limit + 1)
     has_more = len(rows) > limit
-    rows = rows[:limit]
-    return page([event_object(e) for e in rows], has_more, [event_object(e)["id"] for e in rows])
+    events = [event_object(e) for e in rows[:limit]]
+    return page(events, has_more, [e["id"] for e in events])
 
 
 @router.get(
     "/{job_id}/events/stream",
-    responses={200: {"content": {"text/event-stream": {}}}, 404: {}},
+    responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}},
     response_class=StreamingResponse,
     summary="Follow a job's events as Server-Sent Events",
 )
@@ -65,13 +68,15 @@ def stream_events(
     request: Request,
     tenant: TenantDep,
     db: DatabaseDep,
-    after: Annotated[str | None, Query(max_length=64)] = None,
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=64)] = None,
+    after: EventCursor = None,
+    last_event_id: Annotated[
+        str | None, Header(alias="Last-Event-ID", pattern=EVENT_ID_PATTERN)
+    ] = None,
 ) -> StreamingResponse:
+    cursor = _cursor(last_event_id, "Last-Event-ID") if last_event_id else _cursor(after, "after")
     # A short session of its own: a stream may last hours and must not hold a connection.
     with db.session() as session:
         get_job_or_404(session, tenant, job_id)
-    cursor = _cursor(last_event_id if last_event_id else after)
     return StreamingResponse(
         _follow(request, db, job_id, cursor),
         media_type="text/event-stream",
@@ -96,7 +101,8 @@ async def _follow(request: Request, db: Database, job_id: str, cursor: int) -> A
         events, status = await run_in_threadpool(_poll, db, job_id, cursor)
         for event in events:
             cursor = event.seq
-            yield f"id: {event_object(event)['id']}\ndata: {json.dumps(event_object(event))}\n\n"
+            body = event_object(event)
+            yield f"id: {body['id']}\ndata: {json.dumps(body)}\n\n"
             last_sent = time.monotonic()
             if _is_terminal(event):
                 return

@@ -9,20 +9,24 @@ import logging
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from layerfuse.compression.datasets import validate_columns
+from layerfuse.compression.datasets import check_labels_seen, validate_columns
 
+from ..bodies import json_body
 from ..broker import BrokerUnavailable
-from ..deps import QueueDep, SessionDep, SettingsDep, StorageDep, TenantDep
+from ..deps import DatabaseDep, QueueDep, SettingsDep, StorageDep, TenantDep
 from ..errors import Conflict, NotFound, ServiceUnavailable, Unprocessable
+from ..ids import DATASET, IDEMPOTENCY_KEY_PATTERN, JOB, MODEL, JobCursor, is_id
 from ..netguard import UrlRefused, check_url
+from ..objects import job_model
 from ..schemas import JobCreate, JobObject, Page, job_object, page
 from ..settings import Settings
 from ..storage import OutsideRoot, Storage, inside
-from ..store import JOB_STATUSES, Dataset, Job, Model
+from ..store import JOB_STATUSES, Database, Dataset, Job, Model
 from ..store import jobs as job_store
 from ..store import uploads as upload_store
 
@@ -33,7 +37,14 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 SPLITS = ("train", "validation", "test")
 
 
+def check_job_id(job_id: str) -> None:
+    """A job id of another form names no job: 404 without a query."""
+    if not is_id(job_id, JOB):
+        raise NotFound(f"no job {job_id[:100]!r}")
+
+
 def get_job_or_404(session: Session, tenant: str, job_id: str) -> Job:
+    check_job_id(job_id)
     job = job_store.get_job(session, tenant, job_id)
     if job is None:
         raise NotFound(f"no job {job_id!r}")
@@ -51,18 +62,35 @@ def get_job_or_404(session: Session, tenant: str, job_id: str) -> Job:
         503: {"description": "The queue is unavailable; no job was created"},
     },
     summary="Create a compression job",
+    openapi_extra=JobCreate.openapi_request_body(),
 )
 def create_job(
-    body: JobCreate,
+    body: Annotated[JobCreate, Depends(json_body(JobCreate))],
     response: Response,
     tenant: TenantDep,
-    session: SessionDep,
+    db: DatabaseDep,
     settings: SettingsDep,
     storage: StorageDep,
     queue: QueueDep,
     idempotency_key: Annotated[
-        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
+        str | None, Header(alias="Idempotency-Key", pattern=IDEMPOTENCY_KEY_PATTERN)
     ] = None,
+) -> dict[str, Any]:
+    with db.session() as session:
+        return _create_job(
+            session, body, response, tenant, settings, storage, queue, idempotency_key
+        )
+
+
+def _create_job(
+    session: Session,
+    body: JobCreate,
+    response: Response,
+    tenant: str,
+    settings: Settings,
+    storage: Storage,
+    queue: Any,
+    idempotency_key: str | None,
 ) -> dict[str, Any]:
     spec = body.model_dump(mode="json", exclude={"metadata"})
     request_hash = hashlib.sha256(
@@ -140,18 +168,23 @@ def _validate_references(
     if num_layers is not None:
         _validate_depth(body, num_layers)
     columns = body.dataset
+    train_labels: frozenset[str] = frozenset()
     for split in SPLITS:
         dataset_id = getattr(columns, split)
         if dataset_id is None:
             continue
-        row = upload_store.get(session, Dataset, tenant, dataset_id)
+        row = (
+            upload_store.get(session, Dataset, tenant, dataset_id)
+            if is_id(dataset_id, DATASET)
+            else None
+        )
         if row is None:
             raise Unprocessable(
                 f"no dataset {dataset_id!r}; upload it with POST /v1/datasets",
                 code="dataset_not_found",
                 param=f"dataset.{split}",
             )
-        _validate_split(
+        labels = _validate_split(
             str(storage.dataset_dir(tenant, row.id) / row.stored_name),
             split,
             columns.text_column,
@@ -159,6 +192,10 @@ def _validate_references(
             columns.label_column,
             settings.max_dataset_rows,
         )
+        if split == "train":
+            train_labels = labels
+        else:
+            check_labels_seen(labels, train_labels, split=split, where=f"dataset {dataset_id}")
 
 
 @functools.lru_cache(maxsize=256)
@@ -169,10 +206,10 @@ def _validate_split(
     text_pair_column: str | None,
     label_column: str,
     max_rows: int,
-) -> None:
-    """Check a split against the columns; remembered, as an upload's file never changes (its
-    path holds its id). Failures raise and are not remembered."""
-    validate_columns(
+) -> frozenset[str]:
+    """Check a split against the columns and return its labels; remembered, as an upload's file
+    never changes (its path holds its id). Failures raise and are not remembered."""
+    info = validate_columns(
         Path(path),
         split=split,
         text_column=text_column,
@@ -181,6 +218,7 @@ def _validate_split(
         require_two_classes=split == "train",
         max_rows=max_rows,
     )
+    return info.labels
 
 
 def _validate_model(
@@ -191,7 +229,7 @@ def _validate_model(
     if ref.source == "upload":
         if not ref.id:
             raise Unprocessable("model.id is required for source 'upload'", param="model.id")
-        row = upload_store.get(session, Model, tenant, ref.id)
+        row = upload_store.get(session, Model, tenant, ref.id) if is_id(ref.id, MODEL) else None
         if row is None:
             raise Unprocessable(
                 f"no model {ref.id!r}; upload it with POST /v1/models",
@@ -287,33 +325,46 @@ def _validate_depth(body: JobCreate, num_layers: int) -> None:
 @router.get("", response_model=Page[JobObject], summary="List jobs, newest first")
 def list_jobs(
     tenant: TenantDep,
-    session: SessionDep,
+    db: DatabaseDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    after: Annotated[
-        str | None, Query(max_length=64, description="last id of the previous page")
-    ] = None,
+    after: JobCursor = None,
     status: Annotated[str | None, Query(description=f"one of {', '.join(JOB_STATUSES)}")] = None,
 ) -> dict[str, Any]:
     if status is not None and status not in JOB_STATUSES:
         raise Unprocessable(f"status must be one of {', '.join(JOB_STATUSES)}", param="status")
-    rows, has_more = job_store.list_jobs(session, tenant, limit=limit, after=after, status=status)
-    return page([job_object(j) for j in rows], has_more, [j.id for j in rows])
+    with db.session() as session:
+        rows, has_more = job_store.list_jobs(
+            session, tenant, limit=limit, after=after, status=status
+        )
+        return page([job_object(j) for j in rows], has_more, [j.id for j in rows])
 
 
-@router.get("/{job_id}", response_model=JobObject, responses={404: {}})
-def get_job(job_id: str, tenant: TenantDep, session: SessionDep) -> dict[str, Any]:
-    return job_object(get_job_or_404(session, tenant, job_id))
+@router.get("/{job_id}", response_model=JobObject)
+async def get_job(job_id: str, tenant: TenantDep, db: DatabaseDep) -> Response:
+    # The hot read of every poller: one thread hop, its session opened and closed inside it,
+    # and the object serialized once (no second validation against the response model).
+    check_job_id(job_id)
+    body = await run_in_threadpool(_job_json, db, tenant, job_id)
+    return Response(body, media_type="application/json")
+
+
+def _job_json(db: Database, tenant: str, job_id: str) -> bytes:
+    with db.engine.connect() as connection:
+        job = job_store.read_job(connection, tenant, job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id!r}")
+    return job_model(job).model_dump_json().encode()
 
 
 @router.post(
     "/{job_id}/cancel",
     status_code=202,
     response_model=JobObject,
-    responses={404: {}},
     summary="Cancel: queued jobs at once, running ones at their next step",
 )
-def cancel_job(job_id: str, tenant: TenantDep, session: SessionDep) -> dict[str, Any]:
-    job = get_job_or_404(session, tenant, job_id)
-    job = job_store.request_cancel(session, job)
-    session.commit()
-    return job_object(job)
+def cancel_job(job_id: str, tenant: TenantDep, db: DatabaseDep) -> dict[str, Any]:
+    with db.session() as session:
+        job = get_job_or_404(session, tenant, job_id)
+        job = job_store.request_cancel(session, job)
+        session.commit()
+        return job_object(job)

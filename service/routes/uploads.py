@@ -12,9 +12,18 @@ from sqlalchemy.orm import Session
 
 from layerfuse.compression.datasets import inspect_table
 
-from ..deps import DatabaseDep, SessionDep, SettingsDep, StorageDep, TenantDep
+from ..deps import DatabaseDep, SettingsDep, StorageDep, TenantDep
 from ..errors import Conflict, NotFound
-from ..schemas import DatasetObject, ModelObject, Page, dataset_object, model_object, page
+from ..ids import DATASET, MODEL, DatasetCursor, ModelCursor, is_id
+from ..schemas import (
+    DatasetObject,
+    Deleted,
+    ModelObject,
+    Page,
+    dataset_object,
+    model_object,
+    page,
+)
 from ..storage import publish, remove_tree
 from ..store import Database, Dataset, Model, new_id, now
 from ..store import jobs as job_store
@@ -23,12 +32,6 @@ from ..uploads import check_dataset_filename, check_model_filename, inspect_mode
 
 models = APIRouter(prefix="/v1/models", tags=["models"])
 datasets = APIRouter(prefix="/v1/datasets", tags=["datasets"])
-
-_PROBLEMS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Missing or invalid API key"},
-    413: {"description": "Upload larger than the server's limit"},
-    422: {"description": "A refused file name, or an invalid model or dataset"},
-}
 
 
 def _multipart(field: str, description: str, many: bool) -> dict[str, Any]:
@@ -51,7 +54,6 @@ def _multipart(field: str, description: str, many: bool) -> dict[str, Any]:
 
 
 LimitQuery = Annotated[int, Query(ge=1, le=100)]
-AfterQuery = Annotated[str | None, Query(max_length=64)]
 
 
 # --- Models ---------------------------------------------------------------------------------
@@ -61,7 +63,6 @@ AfterQuery = Annotated[str | None, Query(max_length=64)]
     "",
     status_code=201,
     response_model=ModelObject,
-    responses=_PROBLEMS,
     summary="Upload a Hugging Face model directory's files",
     openapi_extra=_multipart(
         "files", "config.json, model.safetensors (or shards and index), tokenizer files", True
@@ -103,31 +104,33 @@ async def upload_model(
 
 @models.get("", response_model=Page[ModelObject], summary="List models, newest first")
 def list_models(
-    tenant: TenantDep, session: SessionDep, limit: LimitQuery = 20, after: AfterQuery = None
+    tenant: TenantDep, db: DatabaseDep, limit: LimitQuery = 20, after: ModelCursor = None
 ) -> dict[str, Any]:
-    rows, has_more = upload_store.page(session, Model, tenant, limit=limit, after=after)
-    return page([model_object(r) for r in rows], has_more, [r.id for r in rows])
+    with db.session() as session:
+        rows, has_more = upload_store.page(session, Model, tenant, limit=limit, after=after)
+        return page([model_object(r) for r in rows], has_more, [r.id for r in rows])
 
 
-@models.get("/{model_id}", response_model=ModelObject, responses={404: {}})
-def get_model(model_id: str, tenant: TenantDep, session: SessionDep) -> dict[str, Any]:
-    return model_object(_get(session, Model, tenant, model_id))
+@models.get("/{model_id}", response_model=ModelObject)
+def get_model(model_id: str, tenant: TenantDep, db: DatabaseDep) -> dict[str, Any]:
+    with db.session() as session:
+        return model_object(_get(session, Model, tenant, model_id))
 
 
-@models.delete("/{model_id}", responses={404: {}, 409: {}})
+@models.delete("/{model_id}", response_model=Deleted)
 def delete_model(
-    model_id: str, tenant: TenantDep, session: SessionDep, storage: StorageDep
+    model_id: str, tenant: TenantDep, db: DatabaseDep, storage: StorageDep
 ) -> dict[str, Any]:
-    _get(session, Model, tenant, model_id)
-    if any(
-        job.spec.get("model", {}).get("id") == model_id
-        for job in job_store.active_jobs(session, tenant)
-    ):
-        raise Conflict(
-            f"model {model_id} is used by a job that has not finished", code="resource_in_use"
-        )
-    upload_store.remove(session, Model, model_id)
-    session.commit()
+    with db.session() as session:
+        _get(session, Model, tenant, model_id)
+        if any(
+            job.spec.get("model", {}).get("id") == model_id
+            for job in job_store.active_jobs(session, tenant)
+        ):
+            raise Conflict(
+                f"model {model_id} is used by a job that has not finished", code="resource_in_use"
+            )
+        upload_store.remove(session, Model, model_id)
     remove_tree(storage.model_dir(tenant, model_id))
     return {"id": model_id, "object": "model", "deleted": True}
 
@@ -139,7 +142,6 @@ def delete_model(
     "",
     status_code=201,
     response_model=DatasetObject,
-    responses=_PROBLEMS,
     summary="Upload one dataset file (JSONL, CSV, TSV or Parquet)",
     openapi_extra=_multipart("file", "a .jsonl, .csv, .tsv or .parquet file", False),
 )
@@ -188,31 +190,33 @@ async def upload_dataset(
 
 @datasets.get("", response_model=Page[DatasetObject], summary="List datasets, newest first")
 def list_datasets(
-    tenant: TenantDep, session: SessionDep, limit: LimitQuery = 20, after: AfterQuery = None
+    tenant: TenantDep, db: DatabaseDep, limit: LimitQuery = 20, after: DatasetCursor = None
 ) -> dict[str, Any]:
-    rows, has_more = upload_store.page(session, Dataset, tenant, limit=limit, after=after)
-    return page([dataset_object(r) for r in rows], has_more, [r.id for r in rows])
+    with db.session() as session:
+        rows, has_more = upload_store.page(session, Dataset, tenant, limit=limit, after=after)
+        return page([dataset_object(r) for r in rows], has_more, [r.id for r in rows])
 
 
-@datasets.get("/{dataset_id}", response_model=DatasetObject, responses={404: {}})
-def get_dataset(dataset_id: str, tenant: TenantDep, session: SessionDep) -> dict[str, Any]:
-    return dataset_object(_get(session, Dataset, tenant, dataset_id))
+@datasets.get("/{dataset_id}", response_model=DatasetObject)
+def get_dataset(dataset_id: str, tenant: TenantDep, db: DatabaseDep) -> dict[str, Any]:
+    with db.session() as session:
+        return dataset_object(_get(session, Dataset, tenant, dataset_id))
 
 
-@datasets.delete("/{dataset_id}", responses={404: {}, 409: {}})
+@datasets.delete("/{dataset_id}", response_model=Deleted)
 def delete_dataset(
-    dataset_id: str, tenant: TenantDep, session: SessionDep, storage: StorageDep
+    dataset_id: str, tenant: TenantDep, db: DatabaseDep, storage: StorageDep
 ) -> dict[str, Any]:
-    _get(session, Dataset, tenant, dataset_id)
     splits = ("train", "validation", "test")
-    for job in job_store.active_jobs(session, tenant):
-        if dataset_id in (job.spec.get("dataset", {}).get(s) for s in splits):
-            raise Conflict(
-                f"dataset {dataset_id} is used by a job that has not finished",
-                code="resource_in_use",
-            )
-    upload_store.remove(session, Dataset, dataset_id)
-    session.commit()
+    with db.session() as session:
+        _get(session, Dataset, tenant, dataset_id)
+        for job in job_store.active_jobs(session, tenant):
+            if dataset_id in (job.spec.get("dataset", {}).get(s) for s in splits):
+                raise Conflict(
+                    f"dataset {dataset_id} is used by a job that has not finished",
+                    code="resource_in_use",
+                )
+        upload_store.remove(session, Dataset, dataset_id)
     remove_tree(storage.dataset_dir(tenant, dataset_id))
     return {"id": dataset_id, "object": "dataset", "deleted": True}
 
@@ -221,10 +225,10 @@ def delete_dataset(
 
 
 def _get(session: Session, kind: type[upload_store.Upload], tenant: str, upload_id: str) -> Any:
-    row = upload_store.get(session, kind, tenant, upload_id)
+    noun, prefix = ("model", MODEL) if kind is Model else ("dataset", DATASET)
+    row = upload_store.get(session, kind, tenant, upload_id) if is_id(upload_id, prefix) else None
     if row is None:
-        noun = "model" if kind is Model else "dataset"
-        raise NotFound(f"no {noun} {upload_id!r}")
+        raise NotFound(f"no {noun} {upload_id[:100]!r}")
     return row
 
 

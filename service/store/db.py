@@ -15,16 +15,38 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+# The pool of a process that is not the API (a worker, a script), which sizes its own.
+DEFAULT_POOL_SIZE = 10
+DEFAULT_MAX_OVERFLOW = 20
+DEFAULT_POOL_TIMEOUT_S = 30.0
 # Any constant: serializes concurrent ``upgrade`` runs (API and worker starting together).
 _PG_MIGRATION_LOCK = 0x6C66_7573_65
 
 
 class Database:
-    """One engine and its session factory, shared by a process's threads."""
+    """One engine and its session factory, shared by a process's threads.
 
-    def __init__(self, url: str, *, echo: bool = False):
+    At most ``pool_size + max_overflow`` connections; a checkout that waits ``pool_timeout_s``
+    raises :class:`sqlalchemy.exc.TimeoutError`, which the API answers as 503 ``service_busy``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        echo: bool = False,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        max_overflow: int = DEFAULT_MAX_OVERFLOW,
+        pool_timeout_s: float = DEFAULT_POOL_TIMEOUT_S,
+    ):
         self.url = url
-        self.engine = create_engine_for(url, echo=echo)
+        self.engine = create_engine_for(
+            url,
+            echo=echo,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            pool_timeout_s=pool_timeout_s,
+        )
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextlib.contextmanager
@@ -50,17 +72,25 @@ class Database:
         self.engine.dispose()
 
 
-def create_engine_for(url: str, *, echo: bool = False) -> Engine:
+def create_engine_for(
+    url: str,
+    *,
+    echo: bool = False,
+    pool_size: int = DEFAULT_POOL_SIZE,
+    max_overflow: int = DEFAULT_MAX_OVERFLOW,
+    pool_timeout_s: float = DEFAULT_POOL_TIMEOUT_S,
+) -> Engine:
     parsed = make_url(url)
     kwargs: dict[str, Any] = {"echo": echo, "future": True}
+    memory = parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:")
+    if not memory:
+        kwargs.update(pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout_s)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        if not memory:
+            Path(str(parsed.database)).parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
     else:
         kwargs["pool_pre_ping"] = True
-        kwargs["pool_size"] = 10
-        kwargs["max_overflow"] = 20
     engine = create_engine(url, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)

@@ -344,7 +344,8 @@ def test_validate_columns_requires_two_classes_in_train(tmp_path: Path) -> None:
         label_column="y",
         require_two_classes=False,
     )
-    assert info == TableInfo("csv", 2, ["text", "y"])
+    assert (info.format, info.rows, info.columns) == ("csv", 2, ["text", "y"])
+    assert info.labels == {"x"}
     err = raises(
         "dataset_too_few_classes",
         validate_columns,

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file, save_file
 
 from layerfuse.compression import CompressionSpec, compress
 from layerfuse.compression.errors import InvalidInputError, ModelError
-from layerfuse.compression.models import head_label_order, inspect_model_dir, load_model
+from layerfuse.compression.inspection import inspect_model_dir
+from layerfuse.compression.models import head_label_order, load_model
 from tests.factories import make_model_dir
 
 
@@ -70,18 +72,19 @@ def test_checkpoint_with_fewer_layers_than_its_config_is_refused(tmp_path):
     save_file(
         {k: v for k, v in weights.items() if ".layer.3." not in k}, model / "model.safetensors"
     )
-    info = inspect_model_dir(model)
     with pytest.raises(ModelError) as error:
-        load_model(info, info.head_labels or [], head_matches=True)
+        inspect_model_dir(model)
     assert error.value.code == "model_weights_mismatch"
-    assert "layer.3" in error.value.message
+    assert "num_hidden_layers=4" in error.value.message and "0-2 (3)" in error.value.message
 
 
 def test_head_labels_match_by_name_or_by_generic_position():
     from layerfuse.compression.models import ModelInfo
 
-    named = ModelInfo(None, "bert", 4, ["neg", "pos"], "m")  # type: ignore[arg-type]
-    generic = ModelInfo(None, "bert", 4, ["LABEL_0", "LABEL_1"], "m")  # type: ignore[arg-type]
+    def info(labels: list[str]) -> ModelInfo:
+        return ModelInfo(Path("m"), "bert", "BertModel", 4, labels, "m", 0, 0)
+
+    named, generic = info(["neg", "pos"]), info(["LABEL_0", "LABEL_1"])
     assert head_label_order(named, {"pos", "neg"}) == ["neg", "pos"]
     assert head_label_order(named, {"pos", "neg", "mixed"}) is None
     assert head_label_order(generic, {"0", "1"}) == ["0", "1"]

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from layerfuse.service.allowlist import MODEL_FILES, SHARD_PATTERN
+from layerfuse.compression.inspection import MODEL_FILES, SHARD_PATTERN
 
 
 def model_files(folder: Path) -> list[Path]:

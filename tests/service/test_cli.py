@@ -9,8 +9,11 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from layerfuse.cli import build_parser
-from layerfuse.commands.service import _extract_model, _local_key
+from layerfuse.client import _extract_model
+from layerfuse.commands.processes import _local_key
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -84,3 +87,73 @@ def test_submit_takes_the_compress_options_and_the_client_ones() -> None:
     )
     assert (args.strategy, args.layers_to_remove, args.no_distill) == ("drop-top", 2, True)
     assert (args.url, args.api_key, args.metadata) == ("http://x", "k", ["team=search"])
+
+
+def test_version_is_the_installed_distribution_s(capsys) -> None:
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"layerfuse {version('layerfuse')}"
+
+
+def complete(line: str, tmp_path: Path) -> list[str]:
+    """What the shell gets when it asks ``layerfuse`` to complete ``line`` (argcomplete)."""
+    answer = tmp_path / "completion.txt"
+    env = {
+        **os.environ,
+        "_ARGCOMPLETE": "1",
+        "COMP_LINE": line,
+        "COMP_POINT": str(len(line)),
+        "_ARGCOMPLETE_STDOUT_FILENAME": str(answer),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "layerfuse.cli"], env=env, capture_output=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return sorted(answer.read_text().split())
+
+
+def test_shell_completion_knows_the_commands_options_and_choices(tmp_path: Path) -> None:
+    assert complete("layerfuse jo", tmp_path) == ["jobs"]
+    assert complete("layerfuse d", tmp_path) == ["download"]
+    assert complete("layerfuse jobs --status c", tmp_path) == ["cancelled", "cancelling"]
+    assert "--layers-to-remove" in complete("layerfuse submit --la", tmp_path)
+    shellcode = subprocess.run(
+        [sys.executable, "-m", "layerfuse.cli", "completion", "bash"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shellcode.returncode == 0 and "complete " in shellcode.stdout
+    assert "layerfuse" in shellcode.stdout
+
+
+def test_the_cli_s_job_statuses_are_the_store_s() -> None:
+    from layerfuse.client import JOB_STATUSES as CLIENT_STATUSES
+    from layerfuse.commands.remote import JOB_STATUSES as CLI_STATUSES
+    from layerfuse.service.store import JOB_STATUSES
+
+    assert tuple(JOB_STATUSES) == CLIENT_STATUSES == CLI_STATUSES
+
+
+def test_up_refuses_weak_configured_keys_before_starting_anything(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "LAYERFUSE_API_KEYS": "acme:short-key-1,globex:" + "g" * 32,
+        "LAYERFUSE_ENV": "production",
+    }
+    env.pop("DATABASE_URL", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "layerfuse.cli", "up", "--port", "1", "--data-dir", str(tmp_path)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "acme" in result.stderr and "short-key-1" not in result.stderr + result.stdout
+    assert not (tmp_path / "api_key").exists()  # nothing generated: the variable was set
+    assert not (tmp_path / "layerfuse.db").exists()  # nothing started

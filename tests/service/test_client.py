@@ -42,7 +42,7 @@ def lf(settings: Settings, db: Database, queue: FakeQueue) -> Iterator[Client]:
     """Acme's :class:`Client` of the app."""
     app = create_app(settings, db=db, queue=queue)  # type: ignore[arg-type]
     with TestClient(app) as http, Client(api_key=ACME_KEY, http=http) as client:
-        client.sleep = lambda seconds: None
+        client.retry.sleep = lambda seconds: None
         yield client
 
 
@@ -148,7 +148,7 @@ def scripted(
 
     http = httpx.Client(base_url="http://lf.test", transport=httpx.MockTransport(handle))
     client = Client(api_key="k" * 20, http=http, max_retries=3, backoff_base_s=1.0)
-    client.sleep = sleeps.append
+    client.retry.sleep = sleeps.append
     return client, requests, sleeps
 
 
@@ -311,5 +311,44 @@ def test_the_public_api_is_pinned() -> None:
         "upload_dataset", "get_dataset", "list_datasets", "delete_dataset", "create_job",
         "list_jobs", "get_job", "cancel_job", "wait", "list_events", "follow_events",
         "get_report", "list_artifacts", "read_artifact", "download_artifact",
-        "list_webhook_deliveries",
+        "download_outputs", "iter_events", "list_webhook_deliveries",
     } <= methods  # fmt: skip
+
+
+# --- One retry policy: a request costs at most max_retries + 1 round trips ------------------
+
+
+def broken_body(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(200, stream=Broken([b"partial bytes"]))
+
+
+def test_a_request_meeting_mixed_failures_is_sent_at_most_retries_plus_one_times() -> None:
+    client, requests, sleeps = scripted(
+        [refuse, answer(503, {}), answer(502, {}), refuse, answer(200, JOB)]
+    )
+    with pytest.raises(APIConnectionError, match="cannot reach"):
+        client.get_job("job_1")
+    assert len(requests) == 4 and len(sleeps) == 3  # max_retries = 3
+
+
+def test_a_download_meeting_mixed_failures_is_sent_at_most_retries_plus_one_times(
+    tmp_path: Path,
+) -> None:
+    # Error answers and transfers broken half-way share one budget: no retry inside a retry.
+    failures = [answer(503, {}), broken_body, answer(503, {}), broken_body]
+    client, requests, _ = scripted([*failures, answer(200, b"model")])
+    with pytest.raises(APIConnectionError, match=r"downloading model\.onnx: the connection broke"):
+        client.download_artifact("job_1", "model.onnx", tmp_path / "model.onnx")
+    assert len(requests) == 4
+    assert list(tmp_path.iterdir()) == []  # no partial file left behind
+
+    client, requests, _ = scripted([answer(503, {}), broken_body, answer(200, b"model")])
+    target = client.download_artifact("job_1", "model.onnx", tmp_path / "model.onnx")
+    assert target.read_bytes() == b"model" and len(requests) == 3
+
+
+def test_following_events_gives_up_after_retries_plus_one_attempts_without_progress() -> None:
+    client, requests, _ = scripted([answer(503, {}), refuse, broken_body, answer(502, {})])
+    with pytest.raises(ServerError):
+        list(client.follow_events("job_1"))
+    assert len(requests) == 4

@@ -31,6 +31,7 @@ from .helpers import job_body, model_files, parse_sse
 from .stack import (
     ACME,
     DATASET_LIMIT,
+    GLOBEX,
     MODEL_LIMIT,
     REPO,
     Process,
@@ -41,6 +42,9 @@ from .stack import (
 )
 
 pytestmark = pytest.mark.integration
+
+# `layerfuse up` runs on the embedded defaults, with the keys each test gives it.
+EMBEDDED_UNSET = ("DATABASE_URL", "REDIS_URL", "LAYERFUSE_API_KEYS", "LAYERFUSE_API_KEY")
 
 
 @pytest.fixture(scope="module")
@@ -255,7 +259,7 @@ def test_layerfuse_up_then_submit_status_and_a_bad_submission(
     """The quickstart: ``layerfuse up`` on the embedded defaults, ``layerfuse submit`` to it."""
     port = free_port()
     data_dir = tmp_path / "embedded"
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env = {k: v for k, v in os.environ.items() if k not in EMBEDDED_UNSET}
     env["LAYERFUSE_BROKER_POLLING_INTERVAL_S"] = "0.1"
     up = Process(
         "up",
@@ -330,6 +334,30 @@ def test_layerfuse_up_then_submit_status_and_a_bad_submission(
         )
         assert status.returncode == 0 and "succeeded" in status.stdout
 
+        def cli_json(*args: str) -> Any:
+            done = subprocess.run(
+                [*cli, *args, "--json", *client_args],
+                cwd=REPO,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert done.returncode == 0, done.stderr
+            return done.stdout
+
+        assert json.loads(cli_json("status", job_id))["status"] == "succeeded"
+        listed = json.loads(cli_json("jobs", "--status", "succeeded"))
+        assert [j["id"] for j in listed["data"]] == [job_id]
+        assert json.loads(cli_json("jobs", "--status", "queued"))["data"] == []
+        events = [json.loads(line) for line in cli_json("events", job_id).splitlines()]
+        assert events[-1]["type"] == "status" and events[-1]["data"] == {"status": "succeeded"}
+        assert {"stage", "progress"} <= {e["type"] for e in events}
+        fetched = tmp_path / "fetched"
+        download = json.loads(cli_json("download", job_id, "--out", str(fetched)))
+        assert str(fetched / "model" / "config.json") in download["files"]
+        assert (fetched / "report.json").read_bytes() == (out / "report.json").read_bytes()
+
         bad = write_jsonl(tmp_path / "nolabel.jsonl", [{"text": "a"}, {"text": "b"}])
         refused = subprocess.run(
             [
@@ -362,6 +390,50 @@ def test_layerfuse_up_then_submit_status_and_a_bad_submission(
             timeout=60,
         )
         assert missing.returncode == 2 and "not_found" in missing.stderr
+    finally:
+        up.stop()
+
+
+def test_layerfuse_up_serves_the_configured_keys_and_names_only_their_tenants(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    data_dir = tmp_path / "embedded"
+    data_dir.mkdir()
+    stale = "lf_" + "s" * 40  # a key an earlier `layerfuse up` generated
+    (data_dir / "api_key").write_text(stale + "\n")
+    env = {k: v for k, v in os.environ.items() if k not in EMBEDDED_UNSET}
+    env["LAYERFUSE_API_KEYS"] = f"acme:{ACME},globex:{GLOBEX}"
+    up = Process(
+        "up-configured",
+        [sys.executable, "-m", "layerfuse.cli", "up", "--port", str(port)],
+        {**env, "LAYERFUSE_DATA_DIR": str(data_dir)},
+        tmp_path,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: "layerfuse is up" in up.log.read_text(), 90, "layerfuse up")
+        banner = up.log.read_text()
+        assert "tenants: acme, globex" in banner
+        assert ACME not in banner and GLOBEX not in banner and stale not in banner
+        for key in (ACME, GLOBEX):
+            answer = httpx.get(f"{url}/v1/jobs", headers={"Authorization": f"Bearer {key}"})
+            assert answer.status_code == 200, answer.text
+        refused = httpx.get(f"{url}/v1/jobs", headers={"Authorization": f"Bearer {stale}"})
+        assert refused.status_code == 401
+        assert (data_dir / "api_key").read_text().strip() == stale  # left alone
+
+        # A client that falls back on the stale saved key is told why it is refused.
+        jobs = subprocess.run(
+            [sys.executable, "-m", "layerfuse.cli", "jobs", "--url", url],
+            cwd=REPO,
+            env={**env, "LAYERFUSE_DATA_DIR": str(data_dir)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert jobs.returncode == 2 and "invalid_api_key" in jobs.stderr
+        assert str(data_dir / "api_key") in jobs.stderr and "LAYERFUSE_API_KEYS" in jobs.stderr
     finally:
         up.stop()
 

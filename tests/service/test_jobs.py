@@ -448,8 +448,47 @@ def test_readyz_and_metrics(client: TestClient, uploaded, db: Database, queue) -
     assert 'layerfuse_jobs{status="queued"} 1.0' in text
     assert "layerfuse_queue_depth 1.0" in text
     assert 'layerfuse_http_requests_total{method="POST",route="/v1/jobs",status="201"} 1.0' in text
-    assert 'route="/v1/jobs/{job_id}"' not in text or "job_" not in text.split("route=")[1][:5]
     assert "x-request-id" in {k.lower() for k in metrics.headers}
+
+
+def test_metrics_label_requests_by_route_template_never_by_id(
+    client: TestClient, uploaded: dict[str, str]
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    job_id = create(client, uploaded).json()["id"]
+    missing = "job_" + "0" * 24
+    assert client.get(f"/v1/jobs/{job_id}").status_code == 200
+    assert client.get(f"/v1/jobs/{job_id}/events").status_code == 200
+    assert client.get(f"/v1/models/{uploaded['model']}").status_code == 200
+    assert client.get(f"/v1/jobs/{missing}").status_code == 404
+    assert client.get(f"/v1/no-such-route/{job_id}").status_code == 404
+    anonymous = TestClient(client.app)
+    templates = {*anonymous.get("/openapi.json").json()["paths"], "/openapi.json", "unmatched"}
+    text = anonymous.get("/metrics").text
+
+    samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
+    routed = [s for s in samples if "route" in s.labels]
+    assert routed, "no request metrics at all"
+    assert {s.labels["route"] for s in routed} <= templates
+    ids = {job_id, missing, *uploaded.values()}
+    leaked = {v for s in samples for v in s.labels.values() if any(i in v for i in ids)}
+    assert not leaked, f"raw ids in metric labels: {leaked}"
+
+    def requests(route: str, status: str) -> float:
+        return sum(
+            s.value
+            for s in routed
+            if s.name == "layerfuse_http_requests_total"
+            and (s.labels["method"], s.labels["route"], s.labels["status"])
+            == ("GET", route, status)
+        )
+
+    assert requests("/v1/jobs/{job_id}", "200") == 1
+    assert requests("/v1/jobs/{job_id}", "404") == 1
+    assert requests("/v1/jobs/{job_id}/events", "200") == 1
+    assert requests("/v1/models/{model_id}", "200") == 1
+    assert requests("unmatched", "404") == 1
 
 
 def test_the_openapi_document_describes_every_route(client: TestClient) -> None:

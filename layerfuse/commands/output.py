@@ -1,0 +1,61 @@
+"""What the commands print: JSON for ``--json``, and the lines a person reads."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+NO_TARGET_HINT = (
+    "no depth kept validation accuracy within the target before distillation, so the model was "
+    "kept whole; try --max-accuracy-drop 0.05, --layers-to-remove K or --select-best "
+    "(distillation then recovers accuracy)"
+)
+
+
+def add_json_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--json", action="store_true", help="print the result as JSON on stdout (nothing else)"
+    )
+
+
+def print_json(value: Any) -> None:
+    """One JSON document on stdout: what scripts parse (messages go to stderr)."""
+    json.dump(value, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+
+
+def summary_lines(summary: Mapping[str, Any]) -> list[str]:
+    """A compression result (the library's summary, or a job's ``result``) in a few lines."""
+    lines = [
+        f"{summary.get('strategy')}: removed layers {summary.get('removed_layers')}, "
+        f"kept {summary.get('kept_layers')}"
+    ]
+    if summary.get("met_target") is False:
+        lines.append(NO_TARGET_HINT)
+    try:
+        base = summary["baseline"]["validation"]["accuracy"]
+        final = summary["final"]["validation"]["accuracy"]
+        params = summary["parameters"]
+        lines.append(
+            f"validation accuracy {base:.4f} -> {final:.4f}; "
+            f"parameters {params['before']:,} -> {params['after']:,}"
+        )
+    except (KeyError, TypeError):
+        pass
+    for integration in summary.get("integrations") or []:
+        if integration.get("status") == "succeeded":
+            registered = integration.get("registered_model")
+            lines.append(
+                f"{integration['type']}: run {integration.get('run_id')}"
+                + (f", {registered['name']} version {registered['version']}" if registered else "")
+            )
+        else:
+            error = integration.get("error") or {}
+            lines.append(
+                f"{integration['type']}: failed [{error.get('code')}] {error.get('message')}"
+            )
+    return lines

@@ -1,0 +1,67 @@
+"""Reading JSON request bodies: bounded, strictly typed, and free of bytes the store refuses.
+
+FastAPI's own body parsing coerces (``"1"`` becomes ``1``) and recurses without bound. A route
+takes ``Annotated[Model, Depends(json_body(Model))]`` instead: the body (already capped in size
+and time by :class:`layerfuse.service.limits.BodyLimits`) is parsed with bounded nesting, any
+string holding NUL is refused (PostgreSQL cannot store it), and the model validates in strict
+mode, so a number sent as a string is a 422 naming the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
+
+from layerfuse.compression.jsontext import JsonTooDeep, parse_json
+
+from .errors import Unprocessable
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def json_body(model: type[M]) -> Callable[[Request], Awaitable[M]]:
+    """A dependency that reads the request body as ``model``."""
+
+    async def read(request: Request) -> M:
+        raw = await request.body()
+        try:
+            value = parse_json(raw)
+        except JsonTooDeep as exc:
+            raise Unprocessable(f"the request body is {exc}") from None
+        except (ValueError, UnicodeDecodeError):
+            raise Unprocessable("the request body is not valid JSON") from None
+        refuse_nul(value)
+        try:
+            return model.model_validate(value, strict=True)
+        except ValidationError as exc:
+            raise RequestValidationError(
+                exc.errors(include_url=False, include_context=False)
+            ) from None
+
+    return read
+
+
+def refuse_nul(value: Any, path: tuple[str, ...] = ()) -> None:
+    """Raise a 422 naming the first string (key or value) that holds a NUL character."""
+    stack: list[tuple[Any, tuple[str, ...]]] = [(value, path)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                param = ".".join(where) or None
+                raise Unprocessable(
+                    f"{param or 'the body'}: text may not contain NUL characters", param=param
+                )
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if "\x00" in key:
+                    raise Unprocessable(
+                        "keys may not contain NUL characters", param=".".join(where) or None
+                    )
+                stack.append((child, (*where, key)))
+        elif isinstance(item, list):
+            stack.extend((child, (*where, str(i))) for i, child in enumerate(item))
