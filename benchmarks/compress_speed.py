@@ -53,7 +53,7 @@ def main() -> None:
         started = time.perf_counter()
         result = compress(spec, Path(tmp) / "out")
         wall = time.perf_counter() - started
-    report = result.report
+    report = result.report.to_json()
     entry = {
         "date": time.strftime("%Y-%m-%d"),
         "machine": {

@@ -31,54 +31,34 @@ RESULTS = quality.RESULTS_DIR / "kd_control.json"
 
 
 def control(name: str, args: argparse.Namespace, model_dir: Path) -> dict[str, Any]:
-    # The library's own run object, so the teacher, data and encodings are exactly the quality
-    # run's; only the final training differs (the control's whole point), hence the private API.
-    import torch
-
-    from layerfuse.compression.pipeline import _Run
-    from layerfuse.compression.progress import NeverCancel
-    from layerfuse.compression.training import default_learning_rate, train
+    # The library's own first stages, so the teacher, data and encodings are exactly the quality
+    # run's; only the final training differs (the control's whole point).
+    from layerfuse.compression.progress import NeverCancel, ProgressTracker
+    from layerfuse.compression.stages import fine_tune_teacher, prepare
+    from layerfuse.compression.stages.distilling import train_student
 
     spec = quality.dataset_spec(name, args, model_dir)
-    run = _Run(
-        spec,
-        args.work / name / "control",
-        quality.PrintReporter(name),
-        NeverCancel(),
-        args.work / name / "checkpoint",
-    )
+    tracker = ProgressTracker(quality.PrintReporter(name), NeverCancel())
     started = time.perf_counter()
-    torch.manual_seed(run.seed)  # as compress() does: the new head's initial weights
-    run.prepare()
-    run.tracker.enter("fine_tuning_teacher")
-    run.fine_tune_teacher()
-    test = run.test
+    prepared = prepare(spec, tracker)
+    tracker.enter("fine_tuning_teacher")
+    teacher = fine_tune_teacher(prepared, tracker, args.work / name / "checkpoint")
+    model, runtime, test = teacher.model, prepared.runtime, prepared.test
     assert test is not None  # the spec names a test split
-    validation = run.validation
     original = {
-        "validation_accuracy": round(validation.evaluate(run.model, run.runtime)["accuracy"], 6),
-        "test_accuracy": round(test.evaluate(run.model, run.runtime)["accuracy"], 6),
+        "validation_accuracy": round(prepared.validation.evaluate(model, runtime)["accuracy"], 6),
+        "test_accuracy": round(test.evaluate(model, runtime)["accuracy"], 6),
     }
-    kd = spec.distillation
-    result = train(
-        run.model,
-        run.train_set,
-        run.validation,
-        run.runtime,
-        epochs=kd.epochs,
-        learning_rate=kd.learning_rate or default_learning_rate(run.parameters),
-        batch_size=kd.batch_size,
-        seed=run.seed,
-    )
+    result = train_student(prepared, model, tracker)
     return {
         "original": original,
         "trained_longer": {
             "validation_accuracy": round(result.best["accuracy"], 6),
-            "test_accuracy": round(test.evaluate(run.model, run.runtime)["accuracy"], 6),
+            "test_accuracy": round(test.evaluate(model, runtime)["accuracy"], 6),
             "best_epoch": result.best_epoch,
             "validation_history": [round(h["accuracy"], 4) for h in result.history],
         },
-        "extra_epochs": kd.epochs,
+        "extra_epochs": spec.distillation.epochs,
         "seconds": round(time.perf_counter() - started, 1),
     }
 

@@ -430,8 +430,9 @@ def run_dataset(name: str, args: argparse.Namespace, model_dir: Path, work: Path
         spec, out, reporter=PrintReporter(name), checkpoint_dir=work / name / "checkpoint"
     )
     seconds = time.perf_counter() - started
-    entry = summarize(result.report, seconds)
-    entry["runtime"] = result.report["options"]["runtime"]
+    report = result.report.to_json()
+    entry = summarize(report, seconds)
+    entry["runtime"] = report["options"]["runtime"]
     entry["subsets"] = {k: manifest[k] for k in ("rows", "texts_clipped", "sha256")}
     if "clip_check_differ" in manifest:
         entry["subsets"]["clip_check_differ"] = manifest["clip_check_differ"]

@@ -6,6 +6,9 @@ without importing torch.
 
     from layerfuse.compression import CompressionSpec, compress
     result = compress(CompressionSpec(model_dir=..., train=...), out_dir="out")
+    result.report.final.validation  # report.json, typed (:class:`Report`)
+
+The stages ``compress`` runs are public in :mod:`layerfuse.compression.stages`.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from .errors import (
     ModelError,
 )
 from .progress import CancelToken, NeverCancel, NullReporter, Progress, Reporter
+from .report import Report
 from .spec import Columns, CompressionSpec, Distillation, MethodSpec, Options, Target
 
 if TYPE_CHECKING:
@@ -41,6 +45,7 @@ __all__ = [
     "NullReporter",
     "Options",
     "Progress",
+    "Report",
     "Reporter",
     "Target",
     "compress",

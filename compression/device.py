@@ -9,6 +9,8 @@ from pathlib import Path
 
 import torch
 
+from .report import RuntimeInfo
+
 
 def cpu_has_bf16() -> bool:
     """AVX512-BF16 or AMX: the CPU features that make bf16 matmuls faster than fp32."""
@@ -40,5 +42,5 @@ class Runtime:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             yield
 
-    def describe(self) -> dict[str, str]:
+    def describe(self) -> RuntimeInfo:
         return {"device": self.device.type, "precision": "bf16" if self.bf16 else "fp32"}

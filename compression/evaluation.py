@@ -14,8 +14,7 @@ from torch import nn
 
 from .batching import Batch, Encoded
 from .device import Runtime
-
-Metrics = dict[str, float]
+from .report import Latency, Metrics
 
 
 @contextlib.contextmanager
@@ -107,13 +106,13 @@ def time_batches(
     repeats: int = 10,
     prepare: Callable[[Batch], Batch] = lambda batch: batch,
     sync: Callable[[], None] = lambda: None,
-) -> dict[str, float]:
+) -> Latency:
     """Mean milliseconds of ``run`` per batch of 1 and of 32 real examples, after a warm-up.
 
     ``prepare`` (moving the batch to a device) happens before the clock starts; ``sync`` waits for
     queued device work so the clock measures it.
     """
-    result = {}
+    result: dict[str, float] = {}
     for size, key in ((1, "batch_1"), (32, "batch_32")):
         batch = prepare(encoded.collate(list(range(min(size, len(encoded))))))
         runs = repeats if size == 1 else max(2, repeats // 3)
@@ -125,13 +124,11 @@ def time_batches(
             run(batch)
         sync()
         result[key] = (time.perf_counter() - start) * 1000 / runs
-    return result
+    return Latency(batch_1=result["batch_1"], batch_32=result["batch_32"])
 
 
 @torch.no_grad()
-def latency_ms(
-    model: nn.Module, encoded: Encoded, runtime: Runtime, repeats: int = 10
-) -> dict[str, float]:
+def latency_ms(model: nn.Module, encoded: Encoded, runtime: Runtime, repeats: int = 10) -> Latency:
     """Mean milliseconds per batch of 1 and of 32 on the run's device and precision."""
     model.eval()
 

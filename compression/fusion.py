@@ -18,8 +18,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from .catalogue import FUSION_FOREST, FUSION_LINEAR, SIGNAL_IDS
-from .strategies import pick
-from .sweep import State, Step, Sweep
+from .report import Decision, ForestFit, FusionReport, LinearFit
+from .strategies import Measurements, State, pick
+from .sweep import Step
 
 FEATURES: list[str] = [*SIGNAL_IDS, "relative_depth", "fraction_removed"]
 # Accuracy moves in steps of 1/n_validation (≥ 1e-3 for up to 1,000 examples); a loss of up to 10
@@ -27,7 +28,7 @@ FEATURES: list[str] = [*SIGNAL_IDS, "relative_depth", "fraction_removed"]
 LOSS_TIE_WEIGHT = 1e-4
 
 
-def state_features(state: State, sweep: Sweep) -> dict[int, list[float]]:
+def state_features(state: State, sweep: Measurements) -> dict[int, list[float]]:
     """The feature vector of every candidate (remaining layer) of ``state``."""
     signals = sweep.state_signals(state)
     candidates = sorted(signals)
@@ -44,7 +45,7 @@ def state_features(state: State, sweep: Sweep) -> dict[int, list[float]]:
     }
 
 
-def target(sweep: Sweep, after: State) -> float:
+def target(sweep: Measurements, after: State) -> float:
     validation = sweep.state_metrics(after)["validation"]
     assert validation is not None
     return validation["accuracy"] - LOSS_TIE_WEIGHT * validation["loss"]
@@ -56,7 +57,7 @@ class FusionData:
     y: np.ndarray  # (rows,)
 
 
-def build_rows(steps: Iterable[Step], sweep: Sweep) -> FusionData:
+def build_rows(steps: Iterable[Step], sweep: Measurements) -> FusionData:
     """One row per distinct (state, removed layer) among ``steps``."""
     seen: dict[tuple[State, int], Step] = {}
     for step in steps:
@@ -82,27 +83,27 @@ class FusionStrategy:
     id: str
     regressor: Any
     use_measured: bool
-    decisions: list[dict[str, Any]] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
 
     def start(self) -> None:
         self.decisions = []
 
-    def choose(self, state: State, sweep: Sweep) -> int:
+    def choose(self, state: State, sweep: Measurements) -> int:
         features = state_features(state, sweep)
         layers = sorted(features)
         predicted = self.regressor.predict(np.array([features[c] for c in layers]))
         scores = {c: float(v) for c, v in zip(layers, predicted, strict=True)}
-        measured = [c for c in layers if self.use_measured and state | {c} in sweep.metrics]
+        measured = [c for c in layers if self.use_measured and sweep.evaluated(state | {c})]
         for c in measured:
             scores[c] = target(sweep, state | {c})
         layer = pick(scores, highest=True)
         self.decisions.append(
-            {
-                "layers_removed": len(state) + 1,
-                "layer": layer,
-                "decided_by": "measured" if layer in measured else "model",
-                "measured_candidates": measured,
-            }
+            Decision(
+                layers_removed=len(state) + 1,
+                layer=layer,
+                decided_by="measured" if layer in measured else "model",
+                measured_candidates=measured,
+            )
         )
         return layer
 
@@ -119,22 +120,24 @@ class FusionModels:
             FusionStrategy(FUSION_FOREST, self.forest, use_measured),
         ]
 
-    def explain(self) -> dict[str, Any]:
-        coefficients = self.linear[-1].coef_
-        return {
-            "rows": self.rows,
-            "features": FEATURES,
-            "linear-regression": {
-                "coefficients": {f: float(c) for f, c in zip(FEATURES, coefficients, strict=True)},
-                "intercept": float(self.linear[-1].intercept_),
-            },
-            "random-forest": {
-                "feature_importances": {
-                    f: float(v)
-                    for f, v in zip(FEATURES, self.forest.feature_importances_, strict=True)
-                },
-            },
-        }
+    def explain(self, decisions: dict[str, list[Decision]]) -> FusionReport:
+        """The report's ``fusion``: coefficients, importances and the walks' ``decisions``."""
+        linear = self.linear[-1]
+        importances = self.forest.feature_importances_
+        return FusionReport(
+            rows=self.rows,
+            features=FEATURES,
+            linear_regression=LinearFit(
+                coefficients={f: float(c) for f, c in zip(FEATURES, linear.coef_, strict=True)},
+                intercept=float(linear.intercept_),
+            ),
+            random_forest=ForestFit(
+                feature_importances={
+                    f: float(v) for f, v in zip(FEATURES, importances, strict=True)
+                }
+            ),
+            decisions=decisions,
+        )
 
 
 def fit_fusion(data: FusionData, seed: int) -> FusionModels:

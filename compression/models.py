@@ -24,7 +24,6 @@ from transformers import (
 from .architectures import Adapter, adapter_for
 from .errors import ModelError
 from .inspection import ModelInfo
-from .inspection import inspect_model_dir as inspect_model_dir  # the library's callers use it here
 
 # Weights a checkpoint without a classification head legitimately lacks; anything else missing
 # means the checkpoint does not match its config and would be silently random-initialised.

@@ -19,6 +19,7 @@ from torch import nn
 from .batching import Batch, Encoded
 from .errors import InvalidInputError
 from .evaluation import time_batches
+from .report import Latency
 
 OPSET = 18
 # fp32 on both sides; what remains is summation order. A wrong graph is off by orders more.
@@ -112,6 +113,6 @@ def max_abs_diff(onnx_model: OnnxModel, model: nn.Module, batches: list[Batch]) 
     return worst
 
 
-def latency_ms(onnx_model: OnnxModel, encoded: Encoded, repeats: int = 10) -> dict[str, float]:
+def latency_ms(onnx_model: OnnxModel, encoded: Encoded, repeats: int = 10) -> Latency:
     """Mean onnxruntime CPU milliseconds per batch of 1 and of 32, after a warm-up."""
     return time_batches(onnx_model, encoded, repeats)

@@ -8,7 +8,9 @@ steps and raises :class:`~layerfuse.compression.errors.CompressionCancelled` whe
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Protocol
 
@@ -148,3 +150,40 @@ class ProgressTracker:
     def check(self) -> None:
         if self.cancel.cancelled():
             raise CompressionCancelled()
+
+    def event(self, type: EventType, message: str, **data: Any) -> None:
+        """Pass an event to the reporter, with ``data`` when there is any."""
+        self.reporter.event(type, message, data or None)
+
+
+class StageClock:
+    """Enters each stage on the tracker and times it, for the report's ``timings``."""
+
+    def __init__(self, tracker: ProgressTracker):
+        self.tracker = tracker
+        self._started = time.perf_counter()
+        self._stage: Stage | None = None
+        self._stage_started = self._started
+        self._timings: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def stage(self, stage: Stage) -> Iterator[None]:
+        self.tracker.enter(stage)
+        self._stage, self._stage_started = stage, time.perf_counter()
+        yield
+        self._timings.setdefault(stage, self._elapsed(self._stage_started))
+        self._stage = None
+
+    def timings(self) -> dict[str, float]:
+        """Seconds per stage so far, the running stage and ``total`` included.
+
+        The report is written before its own stage ends; those figures are the ones kept.
+        """
+        if self._stage is not None:
+            self._timings[self._stage] = self._elapsed(self._stage_started)
+        self._timings["total"] = self._elapsed(self._started)
+        return dict(self._timings)
+
+    @staticmethod
+    def _elapsed(since: float) -> float:
+        return round(time.perf_counter() - since, 3)

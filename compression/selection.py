@@ -6,34 +6,50 @@ Selection reads validation metrics only; test metrics are for reporting.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from .catalogue import AUTO, RANDOM
 from .errors import InvalidInputError
+from .report import CurvePoint, Evaluation, SelectionReport
 from .spec import Target
 
-Curve = list[dict[str, Any]]
+Curve = list[CurvePoint]
 
 
 @dataclass(frozen=True)
 class Selection:
+    """The chosen strategy and depth; ``point`` is its curve's point (the pruned model's metrics
+    before recovery)."""
+
     strategy: str
-    layers_removed: int
-    removed_layers: list[int]
+    point: CurvePoint
     kept_layers: list[int]
-    validation_accuracy: float
     met_target: bool
 
-    def to_report(self, target: Target) -> dict[str, Any]:
-        return {
-            "strategy": self.strategy,
-            "target": target.describe(),
-            "layers_removed": self.layers_removed,
-            "removed_layers": self.removed_layers,
-            "kept_layers": self.kept_layers,
-            "validation_accuracy": self.validation_accuracy,
-            "met_target": self.met_target,
-        }
+    @property
+    def layers_removed(self) -> int:
+        return self.point.layers_removed
+
+    @property
+    def removed_layers(self) -> list[int]:
+        return self.point.removed
+
+    @property
+    def validation_accuracy(self) -> float:
+        return self.point.validation["accuracy"]
+
+    def before_recovery(self) -> Evaluation:
+        return Evaluation(validation=self.point.validation, test=self.point.test)
+
+    def to_report(self, target: Target) -> SelectionReport:
+        return SelectionReport(
+            strategy=self.strategy,
+            target=target,
+            layers_removed=self.layers_removed,
+            removed_layers=self.removed_layers,
+            kept_layers=self.kept_layers,
+            validation_accuracy=self.validation_accuracy,
+            met_target=self.met_target,
+        )
 
 
 def validate_target(target: Target, num_layers: int, max_removed: int) -> None:
@@ -53,8 +69,8 @@ def validate_target(target: Target, num_layers: int, max_removed: int) -> None:
         )
 
 
-def _accuracy(point: dict[str, Any]) -> float:
-    return float(point["validation"]["accuracy"])
+def _accuracy(point: CurvePoint) -> float:
+    return float(point.validation["accuracy"])
 
 
 def select(
@@ -104,7 +120,4 @@ def select(
         key=lambda o: (_accuracy(candidates[o[0]][o[1]]), o[1], -list(candidates).index(o[0])),
     )
     point = candidates[name][k]
-    removed = sorted(point["removed"])
-    return Selection(
-        name, k, removed, [i for i in range(num_layers) if i not in removed], _accuracy(point), met
-    )
+    return Selection(name, point, [i for i in range(num_layers) if i not in point.removed], met)

@@ -272,17 +272,7 @@ def measure_state(
         ``{original layer index: {signal id: value, "block-influence": value}}``.
     """
     layers = list(adapter.layers(model))
-    stats = []
-    for layer in layers:
-        params = [p for p in layer.parameters() if p.requires_grad]
-        stats.append(
-            LayerStats(
-                weights=linear_weights(layer),
-                seed=seed,
-                params=params,
-                grad_mean=[torch.zeros_like(p, dtype=torch.float32) for p in params],
-            )
-        )
+    stats = [_empty_stats(layer, seed) for layer in layers]
     total = sum(len(b) for b in batches)
     collector = _Collector(adapter, layers, stats)
     was_training = model.training
@@ -297,15 +287,7 @@ def measure_state(
             loss = F.cross_entropy(logits.float(), batch.labels)
             loss.backward()
             for st in stats:
-                st.labels.append(batch.labels.cpu().numpy())
-                squared = 0.0
-                for p, g_mean in zip(st.params, st.grad_mean or [], strict=True):
-                    g = p.grad.detach().float() if p.grad is not None else torch.zeros_like(g_mean)
-                    squared += float((g * g).sum())
-                    g_mean.add_(g, alpha=len(batch) / total)
-                st.fisher_sum += squared
-                st.grad_norm_sum += math.sqrt(squared)
-                st.micro_batches += 1
+                _fold_gradients(st, batch, total)
             on_batch((i + 1) / len(batches))
     finally:
         collector.close()
@@ -317,3 +299,26 @@ def measure_state(
         values[BLOCK_INFLUENCE] = block_influence(st)
         result[layer_id] = values
     return result
+
+
+def _empty_stats(layer: nn.Module, seed: int) -> LayerStats:
+    params = [p for p in layer.parameters() if p.requires_grad]
+    return LayerStats(
+        weights=linear_weights(layer),
+        seed=seed,
+        params=params,
+        grad_mean=[torch.zeros_like(p, dtype=torch.float32) for p in params],
+    )
+
+
+def _fold_gradients(st: LayerStats, batch: Batch, total: int) -> None:
+    """Add one micro-batch's gradients (after its backward pass) to the layer's statistics."""
+    st.labels.append(batch.labels.cpu().numpy())
+    squared = 0.0
+    for p, g_mean in zip(st.params, st.grad_mean or [], strict=True):
+        g = p.grad.detach().float() if p.grad is not None else torch.zeros_like(g_mean)
+        squared += float((g * g).sum())
+        g_mean.add_(g, alpha=len(batch) / total)
+    st.fisher_sum += squared
+    st.grad_norm_sum += math.sqrt(squared)
+    st.micro_batches += 1

@@ -7,25 +7,31 @@ The caches can be checkpointed to a JSON file so a redelivered job resumes where
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from torch import nn
 
 from .architectures import Adapter
 from .batching import Batch
 from .device import Runtime
-from .evaluation import EvalSet, Metrics
+from .evaluation import EvalSet
 from .pruning import layers_removed
+from .report import CurvePoint, Metrics
 from .signals import measure_state
-from .strategies import Strategy
+from .strategies import EMPTY, State, Strategy
 
-State = frozenset[int]
-EMPTY: State = frozenset()
+OnWork = Callable[[float], None]
+Signals = dict[State, dict[int, dict[str, float]]]
+StateMetrics = dict[State, dict[str, Metrics | None]]
+
+
+def _no_progress(fraction: float) -> None:
+    pass
 
 
 @dataclass
@@ -59,9 +65,10 @@ def _state(key: str) -> State:
 class Sweep:
     """Answers "what are the signals / metrics at this state?", measuring each state once.
 
+    :meth:`walk` and :meth:`probe` take ``on_work``: called with a fraction (0..1) of the
+    current measurement after each batch, it is the progress and cancellation hook.
+
     Args:
-        on_work: called with a fraction (0..1) of the current measurement, after each batch;
-            it is the progress and cancellation hook.
         checkpoint: JSON file the caches are saved to after every new state, and loaded from.
     """
 
@@ -74,7 +81,6 @@ class Sweep:
         test: EvalSet | None,
         runtime: Runtime,
         seed: int,
-        on_work: Callable[[float], None] = lambda fraction: None,
         checkpoint: Path | None = None,
     ):
         self.model = model
@@ -86,17 +92,32 @@ class Sweep:
         self.test = test
         self.runtime = runtime
         self.seed = seed
-        self.on_work = on_work
+        self._on_work: OnWork = _no_progress
         self.checkpoint = checkpoint
-        self.signals: dict[State, dict[int, dict[str, float]]] = {}
-        self.metrics: dict[State, dict[str, Metrics | None]] = {}
+        self.signals: Signals = {}
+        self.metrics: StateMetrics = {}
         self.measurements = 0  # states actually measured (signals or metrics), for the report
         self.cache_hits = 0
         if checkpoint is not None and checkpoint.is_file():
-            self._load(checkpoint)
+            self.signals, self.metrics = _load(checkpoint)
 
     def remaining(self, state: State) -> list[int]:
         return [i for i in range(self.num_layers) if i not in state]
+
+    def evaluated(self, state: State) -> bool:
+        return state in self.metrics
+
+    def remember(self, state: State, metrics: dict[str, Metrics | None]) -> None:
+        """Use ``metrics`` measured elsewhere (the baseline) for ``state``, unless cached."""
+        self.metrics.setdefault(state, metrics)
+
+    @contextlib.contextmanager
+    def _reporting(self, on_work: OnWork) -> Iterator[None]:
+        self._on_work = on_work
+        try:
+            yield
+        finally:
+            self._on_work = _no_progress
 
     def state_signals(self, state: State) -> dict[int, dict[str, float]]:
         if state in self.signals:
@@ -110,10 +131,11 @@ class Sweep:
                 self.calibration,
                 self.runtime,
                 self.seed,
-                self.on_work,
+                self._on_work,
             )
         self.measurements += 1
-        self._save()
+        if self.checkpoint is not None:
+            _save(self.checkpoint, self.signals, self.metrics)
         return self.signals[state]
 
     def state_metrics(self, state: State) -> dict[str, Metrics | None]:
@@ -122,12 +144,13 @@ class Sweep:
             return self.metrics[state]
         with layers_removed(self.model, self.adapter, self.all_layers, state):
             result: dict[str, Metrics | None] = {
-                "validation": self.validation.evaluate(self.model, self.runtime, self.on_work),
+                "validation": self.validation.evaluate(self.model, self.runtime, self._on_work),
                 "test": self.test.evaluate(self.model, self.runtime) if self.test else None,
             }
         self.metrics[state] = result
         self.measurements += 1
-        self._save()
+        if self.checkpoint is not None:
+            _save(self.checkpoint, self.signals, self.metrics)
         return result
 
     def walk(
@@ -135,12 +158,19 @@ class Sweep:
         strategy: Strategy,
         max_removed: int,
         on_step: Callable[[Trajectory, Step], None] = lambda t, s: None,
+        on_work: OnWork = _no_progress,
     ) -> Trajectory:
         """Remove one layer at a time from the full model down to ``max_removed`` removed.
 
         Every state the walk leaves is measured (signals), so each step can become a fusion
         row; every state it reaches is evaluated.
         """
+        with self._reporting(on_work):
+            return self._walk(strategy, max_removed, on_step)
+
+    def _walk(
+        self, strategy: Strategy, max_removed: int, on_step: Callable[[Trajectory, Step], None]
+    ) -> Trajectory:
         strategy.start()
         trajectory = Trajectory(strategy.id, [])
         state = EMPTY
@@ -155,43 +185,42 @@ class Sweep:
             state = step.after
         return trajectory
 
-    def probe(self) -> list[Step]:
+    def probe(self, on_work: OnWork = _no_progress) -> list[Step]:
         """The leave-one-out probe: every single-layer removal from the full model."""
-        self.state_signals(EMPTY)
-        steps = [Step(EMPTY, layer, frozenset({layer})) for layer in range(self.num_layers)]
-        for step in steps:
-            self.state_metrics(step.after)
+        with self._reporting(on_work):
+            self.state_signals(EMPTY)
+            steps = [Step(EMPTY, layer, frozenset({layer})) for layer in range(self.num_layers)]
+            for step in steps:
+                self.state_metrics(step.after)
         return steps
 
-    def curve(self, trajectory: Trajectory) -> list[dict[str, Any]]:
+    def curve(self, trajectory: Trajectory) -> list[CurvePoint]:
+        """The metrics at every state of ``trajectory``, from k = 0 (all measured by its walk)."""
         return [
-            {
-                "layers_removed": len(state),
-                "removed": sorted(state),
-                "validation": self.metrics[state]["validation"],
-                "test": self.metrics[state]["test"],
-            }
+            CurvePoint.model_validate(
+                {"layers_removed": len(state), "removed": sorted(state), **self.metrics[state]}
+            )
             for state in trajectory.states()
         ]
 
-    def _save(self) -> None:
-        if self.checkpoint is None:
-            return
-        payload = {
-            "signals": {
-                _key(s): {str(k): v for k, v in layers.items()}
-                for s, layers in self.signals.items()
-            },
-            "metrics": {_key(s): m for s, m in self.metrics.items()},
-        }
-        tmp = self.checkpoint.with_suffix(".tmp")
-        tmp.write_text(json.dumps(payload))
-        os.replace(tmp, self.checkpoint)
 
-    def _load(self, path: Path) -> None:
-        payload = json.loads(path.read_text())
-        self.signals = {
-            _state(s): {int(k): v for k, v in layers.items()}
-            for s, layers in payload["signals"].items()
-        }
-        self.metrics = {_state(s): m for s, m in payload["metrics"].items()}
+def _save(path: Path, signals: Signals, metrics: StateMetrics) -> None:
+    """Both caches as one JSON file, replaced atomically."""
+    payload = {
+        "signals": {
+            _key(s): {str(k): v for k, v in layers.items()} for s, layers in signals.items()
+        },
+        "metrics": {_key(s): m for s, m in metrics.items()},
+    }
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload))
+    os.replace(tmp, path)
+
+
+def _load(path: Path) -> tuple[Signals, StateMetrics]:
+    payload = json.loads(path.read_text())
+    signals = {
+        _state(s): {int(k): v for k, v in layers.items()}
+        for s, layers in payload["signals"].items()
+    }
+    return signals, {_state(s): m for s, m in payload["metrics"].items()}

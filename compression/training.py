@@ -17,7 +17,9 @@ from torch import nn
 
 from .batching import Encoded
 from .device import Runtime
-from .evaluation import EvalSet, Metrics
+from .evaluation import EvalSet
+from .progress import ProgressTracker
+from .report import EpochMetrics, Metrics
 
 WARMUP_FRACTION = 0.06
 WEIGHT_DECAY = 0.01
@@ -43,7 +45,22 @@ class TrainResult:
     best_epoch: int
     epochs_run: int
     best: Metrics
-    history: list[dict[str, float]] = field(default_factory=list)
+    history: list[EpochMetrics] = field(default_factory=list)
+
+
+def epoch_events(tracker: ProgressTracker, what: str) -> Callable[[int, Metrics], None]:
+    """An ``on_epoch`` callback that reports each epoch's validation metrics as an event."""
+
+    def on_epoch(epoch: int, metrics: Metrics) -> None:
+        tracker.event(
+            "metrics",
+            f"{what} epoch {epoch}: validation accuracy {metrics['accuracy']:.3f}",
+            epoch=epoch,
+            val_accuracy=metrics["accuracy"],
+            val_loss=metrics["loss"],
+        )
+
+    return on_epoch
 
 
 def kd_loss(
@@ -89,7 +106,7 @@ def train(
         lambda s: (s + 1) / warmup if s < warmup else max(0.0, (total - s) / (total - warmup)),
     )
     best = validation.evaluate(model, runtime)
-    result = TrainResult(0, 0, best, [{"epoch": 0, **best}])
+    result = TrainResult(0, 0, best, [_row(0, best)])
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     step = 0
     for epoch in range(1, epochs + 1):
@@ -111,7 +128,7 @@ def train(
             step += 1
             on_batch(step / total)
         metrics = validation.evaluate(model, runtime)
-        result.history.append({"epoch": epoch, **metrics})
+        result.history.append(_row(epoch, metrics))
         result.epochs_run = epoch
         on_epoch(epoch, metrics)
         if metrics["accuracy"] > result.best["accuracy"]:
@@ -120,3 +137,7 @@ def train(
     model.load_state_dict(best_state)
     model.eval()
     return result
+
+
+def _row(epoch: int, metrics: Metrics) -> EpochMetrics:
+    return {"epoch": epoch, **metrics}

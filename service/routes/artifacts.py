@@ -8,6 +8,8 @@ from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
+from layerfuse.compression.report import Report
+
 from ..artifacts import MODEL_ZIP, ensure_model_zip
 from ..deps import DatabaseDep, StorageDep, TenantDep
 from ..errors import Conflict, NotFound
@@ -45,12 +47,13 @@ def _artifacts(db: Database, storage: Storage, job: Job) -> list[dict[str, Any]]
 
 @router.get(
     "/{job_id}/report",
-    responses={200: {"content": {"application/json": {"schema": {"type": "object"}}}}},
+    response_model=Report,
     summary="The job's report.json",
 )
 def get_report(
     job_id: str, tenant: TenantDep, db: DatabaseDep, storage: StorageDep
 ) -> FileResponse:
+    """The file as the library wrote it, in the shape of the library's :class:`Report`."""
     job = _succeeded(db, tenant, job_id)
     return FileResponse(
         storage.output_dir(tenant, job.id) / "report.json", media_type="application/json"

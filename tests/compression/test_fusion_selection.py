@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from layerfuse.compression.catalogue import SIGNAL_IDS
+from layerfuse.compression.catalogue import FUSION_IDS, SIGNAL_IDS, STRATEGY_IDS
 from layerfuse.compression.errors import InvalidInputError
 from layerfuse.compression.fusion import FEATURES, FusionData, fit_fusion, state_features
+from layerfuse.compression.report import CurvePoint, Decision
 from layerfuse.compression.selection import select
-from layerfuse.compression.spec import Target
-from layerfuse.compression.sweep import EMPTY
+from layerfuse.compression.spec import Options, Target
+from layerfuse.compression.strategies import BUILDERS, EMPTY, build_strategies
 
 
 def test_fusion_recovers_a_known_linear_relation():
@@ -19,8 +20,8 @@ def test_fusion_recovers_a_known_linear_relation():
     fisher, entropy = FEATURES.index("gradient-fisher"), FEATURES.index("attention-entropy")
     y = 0.8 + 0.05 * x[:, fisher] - 0.02 * x[:, entropy] + rng.normal(scale=0.002, size=400)
     models = fit_fusion(FusionData(x, y), seed=0)
-    explained = models.explain()
-    coefficients = explained["linear-regression"]["coefficients"]
+    explained = models.explain({})
+    coefficients = explained.linear_regression.coefficients
     # Standardized features with unit variance: coefficients equal the true slopes.
     assert coefficients["gradient-fisher"] == pytest.approx(0.05, abs=0.005)
     assert coefficients["attention-entropy"] == pytest.approx(-0.02, abs=0.005)
@@ -28,11 +29,11 @@ def test_fusion_recovers_a_known_linear_relation():
         abs(v) for k, v in coefficients.items() if k not in ("gradient-fisher", "attention-entropy")
     ]
     assert max(others) < 0.003
-    importances = explained["random-forest"]["feature_importances"]
+    importances = explained.random_forest.feature_importances
     top_two = sorted(importances, key=importances.get, reverse=True)[:2]
     assert top_two == ["gradient-fisher", "attention-entropy"]
     assert sum(importances.values()) == pytest.approx(1.0)
-    assert explained["rows"] == 400
+    assert explained.rows == 400
 
 
 class FakeSweep:
@@ -59,14 +60,14 @@ def test_state_features_zscore_each_signal_across_candidates():
     assert {features[c][-1] for c in range(4)} == {0.0}
 
 
-def curve(accuracies: list[float], order: list[int]) -> list[dict]:
+def curve(accuracies: list[float], order: list[int]) -> list[CurvePoint]:
     return [
-        {
-            "layers_removed": k,
-            "removed": sorted(order[:k]),
-            "validation": {"accuracy": a, "macro_f1": a, "loss": 1 - a},
-            "test": None,
-        }
+        CurvePoint(
+            layers_removed=k,
+            removed=sorted(order[:k]),
+            validation={"accuracy": a, "macro_f1": a, "loss": 1 - a},
+            test=None,
+        )
         for k, a in enumerate(accuracies)
     ]
 
@@ -132,6 +133,9 @@ class MeasuredSweep(FakeSweep):
     def state_metrics(self, state):
         return self.metrics[state]
 
+    def evaluated(self, state):
+        return state in self.metrics
+
 
 def metrics_of(accuracy: float) -> dict:
     return {"validation": {"accuracy": accuracy, "macro_f1": accuracy, "loss": 0.5}, "test": None}
@@ -147,17 +151,27 @@ def test_a_measured_removal_outranks_the_models_prediction():
     measured = FusionStrategy("fusion-random-forest", ConstantModel(), use_measured=True)
     assert measured.choose(EMPTY, sweep) == 1
     assert measured.decisions == [
-        {
-            "layers_removed": 1,
-            "layer": 1,
-            "decided_by": "measured",
-            "measured_candidates": [0, 1, 2, 3],
-        }
+        Decision(layers_removed=1, layer=1, decided_by="measured", measured_candidates=[0, 1, 2, 3])
     ]
     predicted = FusionStrategy("fusion-random-forest", ConstantModel(), use_measured=False)
     assert predicted.choose(EMPTY, sweep) == 3
-    assert predicted.decisions[0]["decided_by"] == "model"
+    assert predicted.decisions[0].decided_by == "model"
     # Where nothing is measured the model decides, with measured and predicted scores compared.
     sweep.metrics = {frozenset({1}): metrics_of(0.2)}
     assert measured.choose(EMPTY, sweep) == 3
-    assert measured.decisions[-1]["decided_by"] == "model"
+    assert measured.decisions[-1].decided_by == "model"
+
+
+def test_every_strategy_of_the_catalogue_is_built_from_the_registry_or_by_fusion():
+    assert set(BUILDERS) | set(FUSION_IDS) == set(STRATEGY_IDS)
+    assert not set(BUILDERS) & set(FUSION_IDS)
+    built = build_strategies(STRATEGY_IDS, Options(random_seeds=2))
+    ids = [s.id for s in built]
+    # In catalogue order, random expanded to its seeds, fusion left to the fusion stage.
+    assert ids == [
+        *SIGNAL_IDS,
+        "random/seed-0",
+        "random/seed-1",
+        "drop-top",
+        "block-influence",
+    ]

@@ -11,7 +11,8 @@ from safetensors.torch import load_file, save_file
 
 from layerfuse.compression import CompressionSpec, compress
 from layerfuse.compression.errors import InvalidInputError, ModelError
-from layerfuse.compression.models import head_label_order, inspect_model_dir, load_model
+from layerfuse.compression.inspection import inspect_model_dir
+from layerfuse.compression.models import head_label_order, load_model
 from tests.factories import make_model_dir
 
 
@@ -110,8 +111,8 @@ def test_every_architecture_compresses(tmp_path, synthetic_data):
             },
         )
         result = compress(spec, tmp_path / f"out-{model_type}")
-        assert result.report["final"]["num_layers"] == 2, model_type
-        assert result.report["export"]["reload_max_abs_logit_diff"] < 1e-4
+        assert result.report.final.num_layers == 2, model_type
+        assert result.report.export.reload_max_abs_logit_diff < 1e-4
 
 
 def test_fixed_target_beyond_the_model_fails_before_any_work(

@@ -29,7 +29,7 @@ def test_onnx_export_matches_pytorch_on_new_shapes(tmp_path, synthetic_data, mod
         options={"n_calib": 16, "max_length": 32, "precision": "fp32"},
     )
     result = compress(spec, tmp_path / "out")
-    onnx = result.report["export"]["onnx"]
+    onnx = result.report.to_json()["export"]["onnx"]
     assert "model.onnx" in result.artifacts
     assert onnx["max_abs_logit_diff"] <= onnx["tolerance"] == 1e-4
     assert set(onnx["latency_ms"]["onnxruntime_cpu"]) == {"batch_1", "batch_32"}

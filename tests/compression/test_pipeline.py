@@ -15,6 +15,7 @@ from layerfuse.compression.catalogue import STRATEGY_IDS
 from layerfuse.compression.datasets import read_split
 from layerfuse.compression.evaluation import EvalSet
 from layerfuse.compression.progress import STAGES
+from layerfuse.compression.report import Report
 from tests.compression.helpers import FP32
 from tests.factories import LABELS
 
@@ -40,6 +41,12 @@ def spec_for(model: Path, data: dict[str, Path], **overrides) -> CompressionSpec
     }
     fields.update(overrides)
     return CompressionSpec(**fields)
+
+
+def two_strategy_spec(model: Path, data: dict[str, Path], strategy: str, **overrides):
+    """A quick run: two strategies walked, one layer removed."""
+    fields = {"strategies": ["drop-top", "weight-magnitude"], "target": {"layers_to_remove": 1}}
+    return spec_for(model, data, strategy=strategy, **{**fields, **overrides})
 
 
 class Recorder:
@@ -68,38 +75,16 @@ def run(tiny_classifier, synthetic_data, tmp_path_factory):
 
 
 METRICS = {"accuracy", "macro_f1", "loss"}
-SCHEMA = {
-    "model": {"architecture", "num_layers", "parameters", "size_mb"},
-    "dataset": {"labels", "train", "validation", "test"},
-    "options": set(),
-    "baseline": {"validation", "test", "latency_ms"},
-    "signals": None,
-    "strategies": None,
-    "fusion": {"rows", "features", "linear-regression", "random-forest"},
-    "selection": {"strategy", "target", "layers_removed", "removed_layers", "kept_layers"},
-    "distillation": {"enabled", "before", "after", "epochs_run"},
-    "final": {
-        "validation",
-        "test",
-        "num_layers",
-        "parameters",
-        "size_mb",
-        "latency_ms",
-        "accuracy_to_size_ratio",
-        "improvement_factor",
-    },
-    "timings": set(),
-}
 
 
-def test_report_has_every_key_of_the_schema(run):
+def test_report_json_is_exactly_the_typed_report(run):
     result, _, out = run
     report = json.loads((out / "report.json").read_text())
-    assert report == json.loads(json.dumps(result.report))
-    for key, inner in SCHEMA.items():
-        assert key in report, key
-        if inner:
-            assert inner <= set(report[key]), (key, inner - set(report[key]))
+    # Every key is one the definition knows (unknown keys are refused) and none is lost.
+    typed = Report.model_validate(report)
+    assert typed == result.report
+    assert typed.to_json() == report
+    assert list(report) == list(Report.model_fields)
     assert set(report["baseline"]["validation"]) == METRICS
     assert set(report["baseline"]["latency_ms"]) == {"batch_1", "batch_32"}
     assert report["fusion"]["linear-regression"]["coefficients"]
@@ -110,8 +95,20 @@ def test_report_has_every_key_of_the_schema(run):
     assert {"preparing", "sweeping", "fusing", "distilling", "exporting"} <= set(report["timings"])
 
 
+def test_summary_is_derived_from_the_report(run):
+    result, _, _ = run
+    summary, report = result.summary, result.report
+    assert summary == report.summary(result.artifacts).model_dump(mode="json")
+    assert summary["removed_layers"] == report.selection.removed_layers
+    assert summary["final"]["validation"] == report.final.validation
+    assert summary["parameters"] == {
+        "before": report.model.parameters,
+        "after": report.final.parameters,
+    }
+
+
 def test_probe_is_reported_and_fusion_starts_from_its_best_removal(run):
-    report = run[0].report
+    report = run[0].report.to_json()
     probe = report["probe"]
     assert [p["layer"] for p in probe] == [0, 1, 2, 3]
     best = max(probe, key=lambda p: (p["validation"]["accuracy"], -p["validation"]["loss"]))
@@ -122,7 +119,7 @@ def test_probe_is_reported_and_fusion_starts_from_its_best_removal(run):
 
 
 def test_every_strategy_walks_a_full_curve(run):
-    report = run[0].report
+    report = run[0].report.to_json()
     expected = set(STRATEGY_IDS) | {"random/seed-0", "random/seed-1"}
     assert set(report["strategies"]) == expected
     for sid, entry in report["strategies"].items():
@@ -136,7 +133,7 @@ def test_every_strategy_walks_a_full_curve(run):
 
 
 def test_signals_cover_every_state_left_by_a_walk(run):
-    report = run[0].report
+    report = run[0].report.to_json()
     states = {tuple(row["removed"]) for row in report["signals"]}
     for sid, entry in report["strategies"].items():
         if sid != "random":
@@ -148,7 +145,8 @@ def test_signals_cover_every_state_left_by_a_walk(run):
 
 def test_selected_model_reloads_smaller_with_the_reported_accuracy(run, synthetic_data):
     result, _, out = run
-    selection = result.report["selection"]
+    report = result.report.to_json()
+    selection = report["selection"]
     assert selection["layers_removed"] == 2
     model = AutoModelForSequenceClassification.from_pretrained(out / "model")
     assert model.config.num_hidden_layers == 2
@@ -157,9 +155,9 @@ def test_selected_model_reloads_smaller_with_the_reported_accuracy(run, syntheti
     split = read_split(synthetic_data["validation"], name="validation")
     labels = [model.config.label2id[label] for label in split.labels]
     metrics = EvalSet(Encoded(split, labels, tokenizer, 32), 64).evaluate(model, FP32)
-    assert metrics["accuracy"] == pytest.approx(result.report["final"]["validation"]["accuracy"])
-    assert result.report["export"]["reload_max_abs_logit_diff"] < 1e-4
-    assert result.report["final"]["parameters"] < result.report["model"]["parameters"]
+    assert metrics["accuracy"] == pytest.approx(report["final"]["validation"]["accuracy"])
+    assert report["export"]["reload_max_abs_logit_diff"] < 1e-4
+    assert report["final"]["parameters"] < report["model"]["parameters"]
     assert result.summary["kept_layers"] == selection["kept_layers"]
 
 
@@ -179,7 +177,7 @@ def test_outputs_and_model_card(run):
         assert name in result.artifacts
     card = (out / "model_card.md").read_text()
     assert card.startswith("---\n")
-    assert result.report["selection"]["strategy"] in card
+    assert result.report.selection.strategy in card
 
 
 def test_progress_goes_through_the_stages_in_order(run):
@@ -197,8 +195,8 @@ def test_same_seed_same_run(run, tiny_classifier, synthetic_data, tmp_path):
         tiny_classifier, synthetic_data, strategy="auto", target={"layers_to_remove": 2}
     )
     again = compress(spec, tmp_path / "again")
-    assert again.report["strategies"] == run[0].report["strategies"]
-    assert again.report["selection"] == run[0].report["selection"]
+    assert again.report.strategies == run[0].report.strategies
+    assert again.report.selection == run[0].report.selection
 
 
 def test_fine_tunes_a_teacher_when_the_model_has_no_head(tiny_encoder, synthetic_data, tmp_path):
@@ -212,12 +210,12 @@ def test_fine_tunes_a_teacher_when_the_model_has_no_head(tiny_encoder, synthetic
         options={**FAST, "teacher_epochs": 20},
     )
     result = compress(spec, tmp_path / "out")
-    teacher = result.report["teacher"]
-    assert teacher["fine_tuned"] and teacher["epochs_run"] == 20
+    report = result.report
+    assert report.teacher.fine_tuned and report.teacher.epochs_run == 20
     # The synthetic task is learnable: the fine-tuned teacher beats chance (1/3) clearly.
-    assert result.report["baseline"]["validation"]["accuracy"] > 0.6
-    assert result.report["dataset"]["validation_carved_from_train"]
-    assert not result.report["distillation"]["enabled"]
+    assert report.baseline.validation["accuracy"] > 0.6
+    assert report.dataset.validation_carved_from_train
+    assert not report.distillation.enabled
     assert (
         AutoModelForSequenceClassification.from_pretrained(
             tmp_path / "out" / "model"
@@ -251,41 +249,30 @@ def test_cancellation_stops_between_batches(tiny_classifier, synthetic_data, tmp
 def test_checkpointed_sweep_resumes_without_measuring_again(
     tiny_classifier, synthetic_data, tmp_path
 ):
-    spec = spec_for(
-        tiny_classifier,
-        synthetic_data,
-        strategies=["drop-top", "weight-magnitude"],
-        strategy="weight-magnitude",
-        target={"layers_to_remove": 1},
-    )
+    spec = two_strategy_spec(tiny_classifier, synthetic_data, "weight-magnitude")
     first = compress(spec, tmp_path / "a", checkpoint_dir=tmp_path / "ckpt")
-    assert first.report["sweep"]["measurements"] > 0
+    assert first.report.sweep.measurements > 0
     second = compress(spec, tmp_path / "b", checkpoint_dir=tmp_path / "ckpt")
-    assert second.report["sweep"]["measurements"] == 0
-    assert second.report["strategies"] == first.report["strategies"]
+    assert second.report.sweep.measurements == 0
+    assert second.report.strategies == first.report.strategies
 
 
 def test_distillation_uses_cached_teacher_logits(
     tiny_classifier, synthetic_data, tmp_path, monkeypatch
 ):
-    import layerfuse.compression.pipeline as pipeline
+    from layerfuse.compression.stages import distilling
 
     calls = []
-    real = pipeline.predict
-    monkeypatch.setattr(pipeline, "predict", lambda *a, **k: calls.append(1) or real(*a, **k))
-    spec = spec_for(
-        tiny_classifier,
-        synthetic_data,
-        strategies=["drop-top", "weight-magnitude"],
-        strategy="drop-top",
-        target={"layers_to_remove": 1},
-        distillation={"epochs": 3},
+    real = distilling.predict
+    monkeypatch.setattr(distilling, "predict", lambda *a, **k: calls.append(1) or real(*a, **k))
+    spec = two_strategy_spec(
+        tiny_classifier, synthetic_data, "drop-top", distillation={"epochs": 3}
     )
     result = compress(spec, tmp_path / "out")
     assert len(calls) == 1  # the teacher ran over the training set once for three epochs
-    assert result.report["distillation"]["epochs_run"] == 3
-    kd = result.report["distillation"]
-    assert kd["after"]["validation"]["accuracy"] >= kd["before"]["validation"]["accuracy"]
+    kd = result.report.distillation
+    assert kd.epochs_run == 3
+    assert kd.after.validation["accuracy"] >= kd.before.validation["accuracy"]
 
 
 def test_bf16_autocast_is_chosen_only_where_supported():
@@ -298,16 +285,39 @@ def test_bf16_autocast_is_chosen_only_where_supported():
 
 
 def test_checkpointed_teacher_is_restored_not_trained_again(tiny_encoder, synthetic_data, tmp_path):
-    spec = spec_for(
-        tiny_encoder,
-        synthetic_data,
-        strategies=["drop-top", "weight-magnitude"],
-        strategy="drop-top",
-        target={"layers_to_remove": 1},
-        distillation={"enabled": False},
+    spec = two_strategy_spec(
+        tiny_encoder, synthetic_data, "drop-top", distillation={"enabled": False}
     )
     first = compress(spec, tmp_path / "a", checkpoint_dir=tmp_path / "ckpt")
     assert (tmp_path / "ckpt" / "teacher.safetensors").is_file()
     second = compress(spec, tmp_path / "b", checkpoint_dir=tmp_path / "ckpt")
-    assert second.report["teacher"]["resumed_from_checkpoint"]
-    assert second.report["baseline"]["validation"] == first.report["baseline"]["validation"]
+    assert second.report.teacher.resumed_from_checkpoint
+    assert second.report.baseline.validation == first.report.baseline.validation
+
+
+def test_the_public_stages_compose_to_what_compress_does(tiny_classifier, synthetic_data, tmp_path):
+    from layerfuse.compression import stages
+    from layerfuse.compression.progress import NeverCancel, NullReporter, ProgressTracker
+    from layerfuse.compression.strategies import build_strategies
+
+    spec = two_strategy_spec(
+        tiny_classifier, synthetic_data, "weight-magnitude", distillation={"enabled": False}
+    )
+    whole = compress(spec, tmp_path / "whole")
+    tracker = ProgressTracker(NullReporter(), NeverCancel())
+    prepared = stages.prepare(spec, tracker)
+    assert not prepared.needs_teacher  # the tiny classifier's head knows the labels
+    teacher = stages.keep_teacher(prepared)
+    baseline = stages.evaluate_baseline(prepared, teacher, tracker)
+    strategies = build_strategies(spec.walked_strategies(), spec.options)
+    swept = stages.run_sweep(prepared, teacher, baseline, strategies, tracker)
+    fused = stages.fuse(prepared, swept, tracker)
+    selected = stages.select_depth(prepared, baseline, fused, tracker)
+    recovered = stages.recover(prepared, teacher, selected, tracker)
+    assert baseline.report == whole.report.baseline.model_copy(
+        update={"latency_ms": baseline.report.latency_ms}
+    )
+    assert selected.strategies == whole.report.strategies
+    assert selected.report == whole.report.selection
+    assert recovered.report == whole.report.distillation
+    assert recovered.kept_layers == whole.report.selection.kept_layers

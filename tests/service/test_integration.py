@@ -120,6 +120,9 @@ def test_a_job_runs_to_success_and_its_model_reloads_with_fewer_layers(
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "model")
     assert model.config.num_hidden_layers == 3
     report = stack.acme.get(f"/v1/jobs/{job_id}/report").json()
+    from layerfuse.compression.report import Report
+
+    assert Report.model_validate(report).to_json() == report  # the schema the API documents
     assert report["model"]["num_layers"] == 4
     assert report["final"]["num_layers"] == 3
     assert 0.0 <= report["final"]["validation"]["accuracy"] <= 1.0

@@ -507,3 +507,14 @@ def test_the_openapi_document_describes_every_route(client: TestClient) -> None:
     upload = document["paths"]["/v1/models"]["post"]["requestBody"]["content"]
     assert "multipart/form-data" in upload
     assert "HTTPBearer" in document["components"]["securitySchemes"]
+    # The report's schema is the library's definition of report.json, hyphenated keys included.
+    ok = document["paths"]["/v1/jobs/{job_id}/report"]["get"]["responses"]["200"]
+    ref = ok["content"]["application/json"]["schema"]["$ref"]
+    schemas = document["components"]["schemas"]
+    report = schemas[ref.rsplit("/", 1)[-1]]
+    assert list(report["properties"]) == [
+        "model", "dataset", "options", "teacher", "baseline", "fusion", "strategies", "probe",
+        "signals", "selection", "distillation", "final", "export", "timings", "sweep",
+    ]  # fmt: skip
+    fusion = schemas[report["properties"]["fusion"]["$ref"].rsplit("/", 1)[-1]]
+    assert {"linear-regression", "random-forest"} <= set(fusion["properties"])

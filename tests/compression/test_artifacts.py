@@ -10,15 +10,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from layerfuse.compression.artefacts import (
-    normalise_columns,
+from layerfuse.compression.artifacts import (
     plot_curves,
     plot_signals_heatmap,
     write_model_card,
     write_report,
     write_signals_csv,
 )
-from layerfuse.compression.catalogue import SIGNAL_IDS
+from layerfuse.compression.catalogue import BLOCK_INFLUENCE, SIGNAL_IDS, STRATEGY_IDS
+from layerfuse.compression.plots import normalise_columns
+from layerfuse.compression.report import Report
+from layerfuse.compression.spec import MethodSpec
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 L = 4
@@ -50,6 +52,7 @@ def signal_rows() -> list[dict]:
             row: dict = {"removed": removed, "layer": layer}
             for j, signal in enumerate(SIGNAL_IDS):
                 row[signal] = (layer + 1) * (j + 1) * 0.1
+            row[BLOCK_INFLUENCE] = 0.05 * (layer + 1)
             rows.append(row)
     full = rows[:L]
     for row in full:
@@ -58,7 +61,29 @@ def signal_rows() -> list[dict]:
     return rows
 
 
-def make_report(*, with_test: bool = True) -> dict:
+def options(*, pair: bool = False) -> dict:
+    """The resolved spec of a job on sst2-like files."""
+    spec = MethodSpec(strategy="fusion-random-forest", target={"max_accuracy_drop": 0.01})
+    return {
+        **spec.model_dump(mode="json"),
+        "columns": {
+            "text_column": "text",
+            "text_pair_column": "text_b" if pair else None,
+            "label_column": "label",
+        },
+        "dataset_name": "sst2",
+        "files": {"model": "bert", "train": "train.jsonl", "validation": None, "test": None},
+        "walked_strategies": list(STRATEGY_IDS),
+        "runtime": {"device": "cpu", "precision": "fp32"},
+    }
+
+
+def make_report(*, with_test: bool = True) -> Report:
+    return Report.model_validate(report_data(with_test=with_test))
+
+
+def report_data(*, with_test: bool = True) -> dict:
+    """A whole report.json, as JSON values, that tests may change before validating it."""
     strategies = {
         "gradient-fisher": curve([3, 1, 2], [0.90, 0.89, 0.85, 0.70], with_test),
         "weight-magnitude": curve([0, 3, 1], [0.90, 0.82, 0.75, 0.60], with_test),
@@ -75,6 +100,8 @@ def make_report(*, with_test: bool = True) -> dict:
     return {
         "model": {
             "architecture": "BertForSequenceClassification",
+            "model_type": "bert",
+            "base_model": "google-bert/bert-base-uncased",
             "num_layers": L,
             "parameters": 4_400_000,
             "size_mb": 16.78,
@@ -84,37 +111,41 @@ def make_report(*, with_test: bool = True) -> dict:
             "train": 240,
             "validation": 60,
             "test": 60 if with_test else None,
+            "validation_carved_from_train": False,
+            "calibration": 32,
         },
-        "options": {
-            "strategy": "fusion-random-forest",
-            "distillation": {"enabled": True, "temperature": 2.0, "alpha": 0.5},
-            "columns": {"text_column": "text", "text_pair_column": None, "label_column": "label"},
-        },
+        "options": options(),
+        "teacher": {"fine_tuned": False},
         "baseline": {
             "validation": metrics(0.90),
             "test": test,
             "latency_ms": {"batch_1": 3.2, "batch_32": 21.5},
         },
-        "signals": signal_rows(),
-        "strategies": strategies,
         "fusion": {
             "rows": 20,
             "features": [*SIGNAL_IDS, "depth", "removed_fraction"],
             "linear-regression": {"coefficients": {"depth": 0.12, "gradient-fisher": -0.3}},
             "random-forest": {"feature_importances": {"depth": 0.4, "gradient-fisher": 0.6}},
         },
+        "strategies": strategies,
+        "probe": [],
+        "signals": signal_rows(),
         "selection": {
             "strategy": "fusion-random-forest",
             "target": {"max_accuracy_drop": 0.01},
             "layers_removed": 1,
             "removed_layers": [3],
             "kept_layers": [0, 1, 2],
+            "validation_accuracy": 0.895,
+            "met_target": True,
         },
         "distillation": {
             "enabled": True,
             "before": {"validation": metrics(0.895), "test": test},
             "after": {"validation": metrics(0.905), "test": metrics(0.89) if with_test else None},
             "epochs_run": 3,
+            "temperature": 2.0,
+            "alpha": 0.5,
         },
         "final": {
             "validation": metrics(0.905),
@@ -122,11 +153,17 @@ def make_report(*, with_test: bool = True) -> dict:
             "num_layers": 3,
             "parameters": 3_300_000,
             "size_mb": 12.59,
+            "safetensors_bytes": 13_200_000,
             "latency_ms": {"batch_1": 2.5, "batch_32": 16.0},
             "accuracy_to_size_ratio": 7.188,
+            "original_accuracy_to_size_ratio": 5.362,
             "improvement_factor": 1.3406,
+            "ratio_basis": "test accuracy in % / size in MB",
+            "note": "reported as measured",
         },
-        "timings": {"prepare": 1.5, "sweep": 12.0, "distill": float("inf")},
+        "export": {"formats": ["hf"], "reload_max_abs_logit_diff": 1e-6},
+        "timings": {"preparing": 1.5, "sweeping": 12.0, "total": 20.0},
+        "sweep": {"measurements": 12, "cache_hits": 30},
     }
 
 
@@ -166,28 +203,41 @@ def png_size(path: Path) -> tuple[int, int]:
 
 
 def test_report_round_trips_as_strict_json(tmp_path: Path) -> None:
-    report = make_report()
-    report["model"]["size_mb"] = np.float32(16.5)  # numpy scalars are written as numbers
+    data = report_data()
+    data["model"]["size_mb"] = np.float32(16.5)  # numpy scalars are written as numbers
+    data["signals"][1]["weight-magnitude"] = float("inf")
     path = tmp_path / "out" / "report.json"
-    write_report(report, path)
+    write_report(Report.model_validate(data), path)
 
     text = path.read_text()
     assert "NaN" not in text and "Infinity" not in text
     loaded = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
-    assert loaded["timings"]["distill"] is None
     assert loaded["signals"][2]["gradient-fisher"] is None
+    assert loaded["signals"][1]["weight-magnitude"] is None
     assert loaded["model"]["size_mb"] == 16.5
-    assert loaded["strategies"]["random/seed-1"] == report["strategies"]["random/seed-1"]
-    assert loaded["selection"] == report["selection"]
+    assert loaded["strategies"]["random/seed-1"] == data["strategies"]["random/seed-1"]
+    assert loaded["selection"] == data["selection"]
+    assert loaded["fusion"]["linear-regression"] == data["fusion"]["linear-regression"]
+    assert "intercept" not in loaded["fusion"]["linear-regression"]  # unset: left out, not null
+    assert loaded["teacher"] == {"fine_tuned": False}
     assert text.startswith('{\n  "model"')  # indented
     assert [p.name for p in path.parent.iterdir()] == ["report.json"]  # no temporary left
+    # A stored report reads back as the same report: the files can be rebuilt from it.
+    assert Report.model_validate(loaded).to_json() == loaded
+
+
+def test_report_refuses_keys_it_does_not_define() -> None:
+    data = report_data()
+    data["selection"]["layers"] = [3]
+    with pytest.raises(ValueError, match="layers"):
+        Report.model_validate(data)
 
 
 def test_report_overwrites_existing_file(tmp_path: Path) -> None:
     path = tmp_path / "report.json"
     path.write_text("old")
-    write_report({"a": 1}, path)
-    assert json.loads(path.read_text()) == {"a": 1}
+    write_report(make_report(), path)
+    assert json.loads(path.read_text())["model"]["num_layers"] == L
 
 
 # --- signals.csv ---------------------------------------------------------------------------------
@@ -202,7 +252,7 @@ def test_signals_csv_has_one_row_per_measured_state_and_layer(tmp_path: Path) ->
         rows = list(csv.reader(f))
     assert rows[0] == ["removed", "k", "layer", *SIGNAL_IDS]
     body = rows[1:]
-    assert len(body) == len(report["signals"]) == 4 + 3 + 2
+    assert len(body) == len(report.signals) == 4 + 3 + 2
     assert [(r[0], r[1]) for r in body] == [("", "0")] * 4 + [("3", "1")] * 3 + [("1;3", "2")] * 2
     assert [r[2] for r in body[:4]] == ["0", "1", "2", "3"]
     col = {s: 3 + i for i, s in enumerate(SIGNAL_IDS)}
@@ -223,19 +273,19 @@ def test_curves_plot_is_a_png(tmp_path: Path) -> None:
 
 def test_curves_plot_draws_lines_random_band_and_baseline(tmp_path: Path) -> None:
     report = make_report()
-    seedless = make_report()
+    seedless = report_data()
     for name in ("random/seed-0", "random/seed-1", "random/seed-2"):
         del seedless["strategies"][name]
     plot_curves(report, tmp_path / "with.png")
-    plot_curves(seedless, tmp_path / "without.png")
+    plot_curves(Report.model_validate(seedless), tmp_path / "without.png")
     # The band changes the picture; the seeds themselves are not drawn as extra lines.
     assert (tmp_path / "with.png").read_bytes() != (tmp_path / "without.png").read_bytes()
 
 
 def test_curves_plot_without_strategies_still_writes_a_png(tmp_path: Path) -> None:
-    report = make_report()
-    report["strategies"] = {}
-    plot_curves(report, tmp_path / "curves.png")
+    data = report_data()
+    data["strategies"] = {}
+    plot_curves(Report.model_validate(data), tmp_path / "curves.png")
     png_size(tmp_path / "curves.png")
 
 
@@ -248,9 +298,9 @@ def test_heatmap_is_a_png(tmp_path: Path) -> None:
 
 
 def test_heatmap_without_full_model_signals_still_writes_a_png(tmp_path: Path) -> None:
-    report = make_report()
-    report["signals"] = [r for r in report["signals"] if r["removed"]]
-    plot_signals_heatmap(report, tmp_path / "signals.png")
+    data = report_data()
+    data["signals"] = [r for r in data["signals"] if r["removed"]]
+    plot_signals_heatmap(Report.model_validate(data), tmp_path / "signals.png")
     png_size(tmp_path / "signals.png")
 
 
@@ -268,9 +318,7 @@ def test_normalisation_scales_each_column_and_survives_constant_columns() -> Non
 
 def test_model_card_front_matter_and_metrics(tmp_path: Path) -> None:
     path = tmp_path / "README.md"
-    write_model_card(
-        make_report(), path, base_model="google-bert/bert-base-uncased", dataset_name="sst2"
-    )
+    write_model_card(make_report(), path)
     text = path.read_text()
     meta = front_matter(text)
 
@@ -310,7 +358,7 @@ def test_model_card_front_matter_and_metrics(tmp_path: Path) -> None:
 
 def test_model_card_without_test_split(tmp_path: Path) -> None:
     path = tmp_path / "README.md"
-    write_model_card(make_report(with_test=False), path, base_model="m", dataset_name="mine")
+    write_model_card(make_report(with_test=False), path)
     text = path.read_text()
     meta = front_matter(text)
     splits = [r["dataset"]["split"] for r in model_index(meta)]
@@ -320,12 +368,13 @@ def test_model_card_without_test_split(tmp_path: Path) -> None:
 
 
 def test_model_card_without_distillation_or_metrics(tmp_path: Path) -> None:
-    report = make_report()
-    report["distillation"] = {"enabled": False}
-    report["final"]["validation"]["accuracy"] = float("nan")
-    report["final"]["improvement_factor"] = None
+    data = report_data()
+    data["distillation"]["enabled"] = False
+    data["final"]["validation"]["accuracy"] = float("nan")
+    data["final"]["improvement_factor"] = float("nan")
+    data["model"]["base_model"] = 'odd "name": x'
     path = tmp_path / "README.md"
-    write_model_card(report, path, base_model='odd "name": x', dataset_name="d")
+    write_model_card(Report.model_validate(data), path)
     text = path.read_text()
     assert front_matter(text)["base_model"] == 'odd "name": x'
     assert "Distillation was not run" in text
