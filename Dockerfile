@@ -1,4 +1,4 @@
-# One image for the API and the workers (architecture.md, Runtime):
+# One image for the API and the workers (docs/service.md, Docker):
 #   docker run ... layerfuse            -> the API (layerfuse serve)
 #   docker run ... layerfuse worker     -> a worker (layerfuse worker)
 # CPU torch by default; for CUDA: --build-arg TORCH_VARIANT=cu128 (any CUDA wheel index PyTorch

