@@ -144,21 +144,7 @@ def inspect_model_dir(
             param=param,
         )
     config = _read_json(path / "config.json", "config.json", param)
-    model_type = config.get("model_type")
-    if config.get("auto_map"):
-        raise ModelError(
-            "the model needs custom code (config.json has auto_map); layerfuse never runs "
-            "remote code",
-            code="model_architecture_unsupported",
-            param=param,
-        )
-    if not isinstance(model_type, str) or model_type not in CONFIG_KEYS:
-        raise ModelError(
-            f"architecture {str(model_type)[:80]!r} is not supported; supported model_type "
-            f"values: {', '.join(MODEL_TYPES)} (MiniLM checkpoints are 'bert')",
-            code="model_architecture_unsupported",
-            param=param,
-        )
+    model_type = _model_type(config, param)
     keys = CONFIG_KEYS[model_type]
     _check_numbers(config, param)
     num_layers = _layer_count(config, keys, param)
@@ -184,6 +170,26 @@ def inspect_model_dir(
         parameters=parameters,
         weight_bytes=weight_bytes,
     )
+
+
+def _model_type(config: dict[str, Any], param: str) -> str:
+    """The config's ``model_type``, when the library supports it and it needs no custom code."""
+    model_type = config.get("model_type")
+    if config.get("auto_map"):
+        raise ModelError(
+            "the model needs custom code (config.json has auto_map); layerfuse never runs "
+            "remote code",
+            code="model_architecture_unsupported",
+            param=param,
+        )
+    if not isinstance(model_type, str) or model_type not in CONFIG_KEYS:
+        raise ModelError(
+            f"architecture {str(model_type)[:80]!r} is not supported; supported model_type "
+            f"values: {', '.join(MODEL_TYPES)} (MiniLM checkpoints are 'bert')",
+            code="model_architecture_unsupported",
+            param=param,
+        )
+    return model_type
 
 
 def _read_json(path: Path, label: str, param: str) -> dict[str, Any]:
