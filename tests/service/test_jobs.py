@@ -392,6 +392,13 @@ def test_artifacts_list_download_by_name_and_model_zip(
         response = client.get(f"/v1/jobs/{job['id']}/artifacts/{name}")
         assert_problem(response, 404, "artifact_not_found")
 
+    # Outputs removed from the data directory behind the service's back: 404s, never a 500.
+    (output / "report.json").unlink()
+    (output / "model" / "config.json").unlink()
+    assert_problem(client.get(f"/v1/jobs/{job['id']}/report"), 404, "artifact_not_found")
+    response = client.get(f"/v1/jobs/{job['id']}/artifacts/model/config.json")
+    assert_problem(response, 404, "artifact_not_found")
+
 
 def test_errors_are_problem_json_without_internals(client: TestClient) -> None:
     assert_problem(client.get("/v1/nothing-here"), 404, "not_found")
