@@ -16,7 +16,7 @@ from layerfuse.service.broker import DELIVER_WEBHOOK_TASK, RUN_JOB_TASK
 from layerfuse.service.store import jobs as job_store
 from layerfuse.service.store import now
 
-from .celery_app import app, database, settings
+from .celery_app import app, database, settings, worker_device
 from .runner import record, run_claimed
 from .webhooks import deliver
 
@@ -38,7 +38,7 @@ def run_job(job_id: str) -> None:
         log.info("job %s is not claimable (running elsewhere, finished or cancelled)", job_id)
         return
     log.info("job %s: attempt %s started", job_id, claim.attempt)
-    outcome = run_claimed(db, config, claim)
+    outcome = run_claimed(db, config, claim, worker_device())
     if record(db, claim, outcome):
         log.info("job %s: %s", job_id, outcome.status)
     else:
