@@ -18,8 +18,9 @@ from .settings import Settings
 from .store import now
 from .store import workers as worker_store
 
-CPU, GPU = "cpu", "gpu"
 DeviceClass = Literal["cpu", "gpu"]
+CPU: DeviceClass = "cpu"
+GPU: DeviceClass = "gpu"
 DEVICE_CLASSES: tuple[DeviceClass, ...] = (CPU, GPU)
 
 

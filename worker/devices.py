@@ -59,7 +59,7 @@ def detect(requested: str) -> WorkerDevice:
         return cpu_device()
     seen = _probe_cuda()
     if seen.get("cuda"):
-        return WorkerDevice(GPU, "cuda", str(seen["name"]), int(seen["memory"]))
+        return WorkerDevice(GPU, "cuda", str(seen["name"]), int(str(seen["memory"])))
     if requested == "cuda":
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
         where = f" (CUDA_VISIBLE_DEVICES={visible})" if visible is not None else ""

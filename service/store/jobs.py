@@ -245,13 +245,20 @@ class Claim:
 
 
 def claim_job(
-    session: Session, job_id: str, *, worker: str, stale_before: float, max_attempts: int
+    session: Session,
+    job_id: str,
+    *,
+    worker: str,
+    stale_before: float,
+    max_attempts: int,
+    runs_on: dict[str, Any] | None = None,
 ) -> Claim | None:
     """Take ``job_id`` for this attempt, or None when it is not ours to run.
 
     A job is claimable when queued, or when running with a heartbeat older than ``stale_before``
     (its worker died and the broker redelivered before the reconciler noticed). A stale job that
-    has used up its attempts is failed here instead.
+    has used up its attempts is failed here instead. ``runs_on`` (the worker's ``device_class``,
+    ``device`` and ``device_name``) goes into the "running" event, so the job says where it ran.
     """
     token = secrets.token_hex(16)
     t = now()
@@ -276,12 +283,13 @@ def claim_job(
         job = session.get(Job, job_id)
         assert job is not None
         session.refresh(job)
+        where = f" on {runs_on['device_name']}" if runs_on else ""
         add_event(
             session,
             job_id,
             type="status",
-            message=f"job running (attempt {job.attempts})",
-            data={"status": RUNNING, "attempt": job.attempts},
+            message=f"job running{where} (attempt {job.attempts})",
+            data={"status": RUNNING, "attempt": job.attempts, **(runs_on or {})},
         )
         return Claim(job_id, token, job.attempts)
     exhausted = [Job.id == job_id, claimable, Job.attempts >= max_attempts]
