@@ -14,7 +14,6 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from layerfuse.compression.device import cpu_name
 from layerfuse.service.routing import CPU, GPU, device_class_of
 
 PROBE_TIMEOUT_S = 120
@@ -43,6 +42,8 @@ class WorkerDevice:
 
 def cpu_device(device_class: str = CPU) -> WorkerDevice:
     """This machine's CPU; ``device_class="gpu"`` only for the test-mode stand-in."""
+    from layerfuse.compression.device import cpu_name  # imports torch: only when describing
+
     name = cpu_name()
     if device_class == GPU:
         name += " (standing in for a GPU worker: test mode)"
