@@ -3,8 +3,9 @@ worker``).
 
 Configuration comes from :func:`layerfuse.service.broker.celery_config`: the same broker and
 reliability rules as the API's producer. Its processes have a role: a ``jobs`` worker (``layerfuse
-worker``) records itself in the store every ``heartbeat_interval_s``, which ``/readyz`` reads as "a
-worker seen recently"; a ``webhooks`` worker (``layerfuse webhooks``) runs the delivery dispatcher.
+worker``) records itself and its device in the store every ``heartbeat_interval_s``, which
+``/readyz``, ``GET /v1/workers`` and job routing read as "a worker seen recently"; a ``webhooks``
+worker (``layerfuse webhooks``) runs the delivery dispatcher.
 """
 
 from __future__ import annotations
