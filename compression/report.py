@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, NotRequired, TypeVar
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, create_model
 from typing_extensions import TypedDict
@@ -61,6 +61,8 @@ class Latency(TypedDict):
 class RuntimeInfo(TypedDict):
     device: str
     precision: str
+    # The model of the GPU or CPU the job ran on (absent in reports from before it was named).
+    device_name: NotRequired[str]
 
 
 class Section(BaseModel):
