@@ -52,7 +52,8 @@ class EpochMetrics(TypedDict):
 
 
 class Latency(TypedDict):
-    """Mean milliseconds per batch of 1 and of 32 real examples."""
+    """Milliseconds per batch of 1 and of 32 real examples: the mean of repeats, or, for the
+    original and the compressed model, the median of their interleaved repeats."""
 
     batch_1: float
     batch_32: float
@@ -250,12 +251,36 @@ class DistillationReport(Section):
     history: list[EpochMetrics] | None = _optional()
 
 
+class LatencyPair(Section):
+    """One batch size, the original and the compressed model timed interleaved: medians of the
+    repeats, and ``speedup`` (original ÷ compressed) as the median of the paired ratios, with
+    ``spread`` their interquartile range ÷ that median."""
+
+    original_ms: float
+    compressed_ms: float
+    speedup: float
+    spread: float
+    repeats: int
+
+
+class LatencyComparison(Section):
+    """Both models timed side by side at export; ``busy`` when the ratios spread too wide for the
+    milliseconds to be trusted (the machine's load changed during the measurement)."""
+
+    batch_1: LatencyPair
+    batch_32: LatencyPair
+    threads: int
+    busy: bool
+    note: str | None = _optional()
+
+
 class FinalReport(Evaluation):
     num_layers: int
     parameters: int
     size_mb: float
     safetensors_bytes: int
     latency_ms: Latency | None
+    latency: LatencyComparison | None = _optional()
     accuracy_to_size_ratio: float
     original_accuracy_to_size_ratio: float
     improvement_factor: float
@@ -314,6 +339,7 @@ class Summary(Section):
     accuracy_to_size_ratio: float
     improvement_factor: float
     artifacts: list[str]
+    latency: LatencyComparison | None = _optional()
 
 
 class Report(Section):
@@ -359,6 +385,7 @@ class Report(Section):
             accuracy_to_size_ratio=final.accuracy_to_size_ratio,
             improvement_factor=final.improvement_factor,
             artifacts=sorted(artifacts),
+            latency=final.latency,
         )
 
 
