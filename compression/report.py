@@ -276,10 +276,25 @@ class OnnxReport(Section):
     latency_ms: OnnxLatency
 
 
+class VocabularyReport(Section):
+    """The trimmed vocabulary: sizes, the test split's coverage and accuracy both ways."""
+
+    before: int
+    after: int
+    parameters_before: int
+    parameters_after: int
+    test_coverage: float | None
+    validation_accuracy_full: float
+    validation_accuracy_trimmed: float
+    test_accuracy_full: float | None
+    test_accuracy_trimmed: float | None
+
+
 class ExportReport(Section):
     formats: list[ExportFormat]
     reload_max_abs_logit_diff: float
     onnx: OnnxReport | None = _optional()
+    vocabulary: VocabularyReport | None = _optional()
 
 
 class SweepStats(Section):

@@ -103,9 +103,14 @@ def _hf_only() -> list[ExportFormat]:
 
 
 class Export(_Strict):
-    """Output formats: ``hf`` (always: the Hugging Face directory) and optionally ``onnx``."""
+    """Output formats: ``hf`` (always: the Hugging Face directory) and optionally ``onnx``.
+
+    ``vocabulary``: ``trim`` keeps only the embedding rows of the tokens the train and validation
+    splits use (plus special tokens and single characters), with a tokenizer emitting the new ids.
+    """
 
     formats: list[ExportFormat] = Field(default_factory=_hf_only)
+    vocabulary: Literal["full", "trim"] = "full"
 
     @field_validator("formats")
     @classmethod

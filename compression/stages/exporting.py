@@ -13,12 +13,13 @@ from transformers import PreTrainedModel
 from .. import artifacts, onnx_export
 from ..device import Runtime
 from ..errors import LayerfuseError
-from ..evaluation import latency_ms, parameter_count, size_mb
+from ..evaluation import EvalSet, latency_ms, parameter_count, size_mb
 from ..models import reload_max_abs_diff, save_model
 from ..progress import ProgressTracker
-from ..report import ExportReport, FinalReport, OnnxReport, Report
+from ..report import Evaluation, ExportReport, FinalReport, Latency, OnnxReport, Report
 from .distilling import Recovered
 from .evaluating_baseline import Baseline
+from .exporting_vocabulary import trim_export
 from .preparing import Prepared
 
 MODEL_DIR = "model"
@@ -55,27 +56,49 @@ def export(
     model_dir = out_dir / MODEL_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     save_model(student, prepared.loaded.tokenizer, model_dir)
-    diff = reload_max_abs_diff(model_dir, student, prepared.validation.batches[0].inputs)
+    # Timed before trimming: the embedding lookup costs the same whatever the vocabulary's size.
+    latency = prepared.latency(student)
+    validation, metrics, vocabulary = prepared.validation, recovered.metrics, None
+    if prepared.spec.export.vocabulary == "trim":
+        trimmed = trim_export(prepared, student, recovered.metrics, model_dir, tracker)
+        validation, metrics, vocabulary = trimmed.validation, trimmed.metrics, trimmed.report
+    diff = _check_reload(model_dir, student, validation)
+    final = _final_report(prepared, baseline, recovered, metrics, latency, model_dir)
+    formats = prepared.spec.export.formats
+    onnx = (
+        _export_onnx(validation, student, out_dir / ONNX_FILE, tracker)
+        if "onnx" in formats
+        else None
+    )
+    return Exported(
+        final,
+        ExportReport(
+            formats=formats, reload_max_abs_logit_diff=diff, onnx=onnx, vocabulary=vocabulary
+        ),
+    )
+
+
+def _check_reload(model_dir: Path, student: PreTrainedModel, validation: EvalSet) -> float:
+    diff = reload_max_abs_diff(model_dir, student, validation.batches[0].inputs)
     if diff > MAX_RELOAD_DIFF:
         raise LayerfuseError(
             f"the saved model's logits differ from the trained model's by {diff:.2e}",
             code="export_failed",
         )
-    final = _final_report(prepared, baseline, recovered, model_dir)
-    formats = prepared.spec.export.formats
-    onnx = (
-        _export_onnx(prepared, student, out_dir / ONNX_FILE, tracker) if "onnx" in formats else None
-    )
-    return Exported(final, ExportReport(formats=formats, reload_max_abs_logit_diff=diff, onnx=onnx))
+    return diff
 
 
 def _final_report(
-    prepared: Prepared, baseline: Baseline, recovered: Recovered, model_dir: Path
+    prepared: Prepared,
+    baseline: Baseline,
+    recovered: Recovered,
+    after: Evaluation,
+    latency: Latency | None,
+    model_dir: Path,
 ) -> FinalReport:
     """The exported model's metrics, and its accuracy-to-size ratio against the original's."""
     parameters = parameter_count(recovered.student)
     final_size = size_mb(parameters)
-    after = recovered.metrics
     basis = "test" if after.test else "validation"
     original = baseline.report.test if basis == "test" else baseline.report.validation
     final = after.test if basis == "test" else after.validation
@@ -89,7 +112,7 @@ def _final_report(
         parameters=parameters,
         size_mb=final_size,
         safetensors_bytes=sum(p.stat().st_size for p in model_dir.glob("*.safetensors")),
-        latency_ms=prepared.latency(recovered.student),
+        latency_ms=latency,
         accuracy_to_size_ratio=final_ratio,
         original_accuracy_to_size_ratio=original_ratio,
         improvement_factor=final_ratio / original_ratio,
@@ -99,13 +122,13 @@ def _final_report(
 
 
 def _export_onnx(
-    prepared: Prepared, student: PreTrainedModel, path: Path, tracker: ProgressTracker
+    validation: EvalSet, student: PreTrainedModel, path: Path, tracker: ProgressTracker
 ) -> OnnxReport:
     """model.onnx from an fp32 CPU copy of the student, checked against PyTorch's logits."""
     cpu = Runtime(torch.device("cpu"), bf16=False)
     model = copy.deepcopy(student).float().cpu().eval()
     model.set_attn_implementation("sdpa")
-    encoded, batches = prepared.validation.encoded, prepared.validation.batches
+    encoded, batches = validation.encoded, validation.batches
     pytorch_latency = latency_ms(model, encoded, cpu)  # before onnxruntime runs
     onnx_export.export_onnx(model, batches[-1], path)
     session = onnx_export.OnnxModel(path)
