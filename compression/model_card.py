@@ -27,6 +27,7 @@ def model_card(report: Report) -> bytes:
         _metrics(report),
         _distillation(report),
         _vocabulary(report),
+        _formats(report),
         _strategies(report),
         _factor(report),
         _usage(report),
@@ -208,6 +209,31 @@ def _vocabulary(report: Report) -> str:
             f"test accuracy {fmt(trimmed.test_accuracy_full, 'pct')} with the full vocabulary, "
             f"{fmt(trimmed.test_accuracy_trimmed, 'pct')} trimmed.",
         ]
+    return "\n" + "\n".join(lines) + "\n"
+
+
+def _formats(report: Report) -> str:
+    if not report.formats:
+        return ""
+    lines = [
+        "## Formats",
+        "",
+        "Accuracy measured in each format (ONNX with onnxruntime); latency on the CPU; the ratio "
+        "is accuracy in % per MB of the real file.",
+        "",
+        "| format | file | MB | validation accuracy | test accuracy | batch 1 ms | batch 32 ms "
+        "| accuracy / MB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, row in report.formats.items():
+        latency = row.latency_ms or {}
+        flag = " (beyond tolerance)" if row.within_tolerance is False else ""
+        lines.append(
+            f"| {name}{flag} | `{row.file}` | {fmt(row.bytes / 2**20, 'mb')} "
+            f"| {fmt(row.validation_accuracy, 'pct')} | {fmt(row.test_accuracy, 'pct')} "
+            f"| {fmt(latency.get('batch_1'), 'ms')} | {fmt(latency.get('batch_32'), 'ms')} "
+            f"| {fmt(row.accuracy_to_size_ratio, 'ratio')} |"
+        )
     return "\n" + "\n".join(lines) + "\n"
 
 

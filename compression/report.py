@@ -276,6 +276,18 @@ class OnnxReport(Section):
     latency_ms: OnnxLatency
 
 
+class FormatReport(Section):
+    """One written format: its file's real size, accuracy measured in that format, latency."""
+
+    file: str
+    bytes: int
+    validation_accuracy: float
+    test_accuracy: float | None
+    latency_ms: Latency | None
+    accuracy_to_size_ratio: float
+    within_tolerance: bool | None = _optional()
+
+
 class VocabularyReport(Section):
     """The trimmed vocabulary: sizes, the test split's coverage and accuracy both ways."""
 
@@ -345,6 +357,7 @@ class Report(Section):
     distillation: DistillationReport
     final: FinalReport
     export: ExportReport
+    formats: dict[str, FormatReport] = Field(default_factory=dict)
     timings: dict[str, float]
     sweep: SweepStats
 

@@ -16,9 +16,18 @@ from ..errors import LayerfuseError
 from ..evaluation import EvalSet, latency_ms, parameter_count, size_mb
 from ..models import reload_max_abs_diff, save_model
 from ..progress import ProgressTracker
-from ..report import Evaluation, ExportReport, FinalReport, Latency, OnnxReport, Report
+from ..report import (
+    Evaluation,
+    ExportReport,
+    FinalReport,
+    FormatReport,
+    Latency,
+    OnnxReport,
+    Report,
+)
 from .distilling import Recovered
 from .evaluating_baseline import Baseline
+from .exporting_formats import INT8_FILE, hf_row, onnx_rows
 from .exporting_vocabulary import trim_export
 from .preparing import Prepared
 
@@ -38,6 +47,7 @@ ONNX_CHECK_BATCHES = 4
 class Exported:
     final: FinalReport
     export: ExportReport
+    formats: dict[str, FormatReport]
 
 
 def export(
@@ -58,24 +68,26 @@ def export(
     save_model(student, prepared.loaded.tokenizer, model_dir)
     # Timed before trimming: the embedding lookup costs the same whatever the vocabulary's size.
     latency = prepared.latency(student)
-    validation, metrics, vocabulary = prepared.validation, recovered.metrics, None
+    validation, test, metrics = prepared.validation, prepared.test, recovered.metrics
+    vocabulary = None
     if prepared.spec.export.vocabulary == "trim":
         trimmed = trim_export(prepared, student, recovered.metrics, model_dir, tracker)
-        validation, metrics, vocabulary = trimmed.validation, trimmed.metrics, trimmed.report
+        validation, test, metrics = trimmed.validation, trimmed.test, trimmed.metrics
+        vocabulary = trimmed.report
     diff = _check_reload(model_dir, student, validation)
     final = _final_report(prepared, baseline, recovered, metrics, latency, model_dir)
-    formats = prepared.spec.export.formats
-    onnx = (
-        _export_onnx(validation, student, out_dir / ONNX_FILE, tracker)
-        if "onnx" in formats
-        else None
+    options = prepared.spec.export
+    table = {"hf-fp32": hf_row(model_dir, final)}
+    onnx = None
+    if "onnx" in options.formats:
+        onnx = _export_onnx(validation, student, out_dir / ONNX_FILE, tracker)
+        tolerance = options.int8_tolerance if "onnx-int8" in options.formats else None
+        fp32_latency = onnx.latency_ms["onnxruntime_cpu"]
+        table |= onnx_rows(out_dir / ONNX_FILE, fp32_latency, validation, test, tolerance, tracker)
+    report = ExportReport(
+        formats=options.formats, reload_max_abs_logit_diff=diff, onnx=onnx, vocabulary=vocabulary
     )
-    return Exported(
-        final,
-        ExportReport(
-            formats=formats, reload_max_abs_logit_diff=diff, onnx=onnx, vocabulary=vocabulary
-        ),
-    )
+    return Exported(final, report, table)
 
 
 def _check_reload(model_dir: Path, student: PreTrainedModel, validation: EvalSet) -> float:
@@ -166,6 +178,7 @@ def write_outputs(report: Report, out_dir: Path, tracker: ProgressTracker) -> li
     artifacts.write_all(report, out_dir, model_dir=out_dir / MODEL_DIR)
     for name in artifacts.REPORT_FILES:
         tracker.event("artifact", f"wrote {name}", name=name)
-    names = [*artifacts.REPORT_FILES, *([ONNX_FILE] if report.export.onnx else [])]
+    onnx_files = [ONNX_FILE, *([INT8_FILE] if "onnx-int8" in report.formats else [])]
+    names = [*artifacts.REPORT_FILES, *(onnx_files if report.export.onnx else [])]
     model_files = sorted(p.name for p in (out_dir / MODEL_DIR).iterdir() if p.is_file())
     return sorted(names + [f"{MODEL_DIR}/{name}" for name in model_files])

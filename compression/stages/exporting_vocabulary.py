@@ -12,8 +12,8 @@ from transformers import PreTrainedModel
 from .. import vocabulary
 from ..batching import Encoded
 from ..evaluation import EvalSet, parameter_count
-from ..report import Evaluation, VocabularyReport
 from ..progress import ProgressTracker
+from ..report import Evaluation, VocabularyReport
 from .preparing import Prepared
 
 
