@@ -226,12 +226,13 @@ def _formats(report: Report) -> str:
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, row in report.formats.items():
-        latency = row.latency_ms or {}
+        latency = row.latency_ms
         flag = " (beyond tolerance)" if row.within_tolerance is False else ""
         lines.append(
             f"| {name}{flag} | `{row.file}` | {fmt(row.bytes / 2**20, 'mb')} "
             f"| {fmt(row.validation_accuracy, 'pct')} | {fmt(row.test_accuracy, 'pct')} "
-            f"| {fmt(latency.get('batch_1'), 'ms')} | {fmt(latency.get('batch_32'), 'ms')} "
+            f"| {fmt(latency and latency['batch_1'], 'ms')} "
+            f"| {fmt(latency and latency['batch_32'], 'ms')} "
             f"| {fmt(row.accuracy_to_size_ratio, 'ratio')} |"
         )
     return "\n" + "\n".join(lines) + "\n"

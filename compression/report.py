@@ -339,6 +339,7 @@ class Summary(Section):
     accuracy_to_size_ratio: float
     improvement_factor: float
     artifacts: list[str]
+    formats: dict[str, FormatReport] | None = _optional()
 
 
 class Report(Section):
@@ -385,6 +386,7 @@ class Report(Section):
             accuracy_to_size_ratio=final.accuracy_to_size_ratio,
             improvement_factor=final.improvement_factor,
             artifacts=sorted(artifacts),
+            formats=self.formats or None,
         )
 
 

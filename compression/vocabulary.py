@@ -131,9 +131,9 @@ def _remap_post_processor(processor: dict | None, new_id: dict[int, int]) -> Non
 def trim_model(model: PreTrainedModel, trimmed: Trimmed) -> None:
     """Keep only the kept rows of ``model``'s input embeddings, in new-id order (in place)."""
     old = model.get_input_embeddings()
+    assert isinstance(old, nn.Embedding), "an encoder's input embedding is an nn.Embedding"
     rows = torch.tensor(trimmed.kept, device=old.weight.device)
-    new = nn.Embedding(len(trimmed.kept), old.embedding_dim, padding_idx=None)
-    new.weight = nn.Parameter(old.weight.index_select(0, rows).clone())
+    new = nn.Embedding.from_pretrained(old.weight.index_select(0, rows).clone(), freeze=False)
     model.set_input_embeddings(new)
     model.config.vocab_size = len(trimmed.kept)
     new_id = trimmed.new_id
