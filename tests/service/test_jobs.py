@@ -117,6 +117,9 @@ def test_create_validates_stores_then_enqueues(client: TestClient, uploaded, que
         ({"target": {"layers_to_remove": 1, "keep_layers": 2}}, 422, "invalid_request", "target"),
         ({"target": {"layers_to_remove": 4}}, 422, "invalid_request", "target.layers_to_remove"),
         ({"colour": "red"}, 422, "invalid_request", "colour"),
+        ({"export": {"vocabulary": "half"}}, 422, "invalid_request", "export.vocabulary"),
+        ({"export": {"int8_tolerance": 1.5}}, 422, "invalid_request", "export.int8_tolerance"),
+        ({"export": {"formats": ["hf", "onnx-int8"]}}, 422, "invalid_request", "export.formats"),
         (
             {"model": {"source": "upload", "id": "mdl_000000000000000000000000"}},
             422,
