@@ -143,16 +143,27 @@ def trim_model(model: PreTrainedModel, trimmed: Trimmed) -> None:
             setattr(model.config, name, new_id.get(value))
 
 
-def trim_directory(model_dir: Path, trimmed: Trimmed) -> None:
-    """Rewrite ``model_dir``'s tokenizer to the trimmed vocabulary (the model is saved by the
-    caller)."""
+def read_tokenizer_json(model_dir: Path) -> dict:
+    """``model_dir``'s ``tokenizer.json``.
+
+    Raises:
+        ModelError: the tokenizer is a slow one, without that file.
+    """
     path = model_dir / TOKENIZER_FILE
     if not path.is_file():
         raise ModelError(
-            f"vocabulary trimming needs a fast tokenizer ({TOKENIZER_FILE}); the model has none",
+            f"vocabulary trimming needs a fast tokenizer ({TOKENIZER_FILE}); the model has none: "
+            "export the full vocabulary (export.vocabulary 'full')",
             code="vocabulary_unsupported",
         )
-    data = json.loads(path.read_text(encoding="utf-8"))
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def trim_directory(model_dir: Path, trimmed: Trimmed) -> None:
+    """Rewrite ``model_dir``'s tokenizer to the trimmed vocabulary (the model is saved by the
+    caller)."""
+    data = read_tokenizer_json(model_dir)
+    path = model_dir / TOKENIZER_FILE
     path.write_text(json.dumps(remap_tokenizer_json(data, trimmed), ensure_ascii=False))
     # Files of a slow tokenizer would still hold the old ids; the fast file is the only source.
     for stale in ("vocab.txt", "vocab.json", "merges.txt", "sentencepiece.bpe.model"):

@@ -57,7 +57,8 @@ def export(
     out_dir: Path,
     tracker: ProgressTracker,
 ) -> Exported:
-    """Write ``out_dir/model/`` (and ``model.onnx`` when asked) and measure the final model.
+    """Write ``out_dir/model/`` (its vocabulary trimmed when asked; ``model.onnx`` and
+    ``model_int8.onnx`` when asked) and measure the final model and every written format.
 
     Raises:
         LayerfuseError: a written model does not reproduce the trained one's logits.

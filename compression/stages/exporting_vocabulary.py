@@ -3,7 +3,6 @@ the trimmed model measured with the trimmed tokenizer."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +35,7 @@ def trim_export(
 ) -> TrimmedExport:
     """Trim ``student`` in place and rewrite ``model_dir`` (already holding the full model and
     its tokenizer) with the trimmed embeddings and tokenizer."""
-    tokenizer_json = json.loads((model_dir / vocabulary.TOKENIZER_FILE).read_text("utf-8"))
+    tokenizer_json = vocabulary.read_tokenizer_json(model_dir)
     seen = [
         i
         for split in (prepared.train_set, prepared.validation.encoded)

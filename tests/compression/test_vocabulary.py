@@ -80,3 +80,11 @@ def test_vocabulary_field_is_full_by_default_and_checked():
     assert MethodSpec().export.vocabulary == "full"
     with pytest.raises(ValueError, match="vocabulary"):
         MethodSpec(export={"vocabulary": "half"})
+
+
+def test_a_model_without_a_fast_tokenizer_cannot_be_trimmed(tmp_path):
+    from layerfuse.compression.errors import ModelError
+
+    with pytest.raises(ModelError, match="fast tokenizer") as raised:
+        vocabulary.read_tokenizer_json(tmp_path)
+    assert raised.value.code == "vocabulary_unsupported"
