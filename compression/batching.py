@@ -45,6 +45,8 @@ class Encoded:
             return_attention_mask=False,
         )
         self.name = split.name
+        self.split = split
+        self.max_length = max_length
         self.input_ids: list[list[int]] = enc["input_ids"]
         self.token_type_ids: list[list[int]] | None = (
             enc["token_type_ids"] if "token_type_ids" in tokenizer.model_input_names else None

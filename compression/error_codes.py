@@ -95,6 +95,7 @@ _ENTRIES = (
     ErrorCode("export_failed", None, "the exported model does not reload as it was saved"),
     ErrorCode("export_onnx_unavailable", None, "ONNX asked for, but the worker lacks the extra"),
     ErrorCode("export_onnx_mismatch", None, "the ONNX file's logits differ from PyTorch's"),
+    ErrorCode("vocabulary_unsupported", None, "vocabulary trimming needs a fast tokenizer"),
     ErrorCode("job_time_limit_exceeded", None, "the job ran past the server's time limit"),
     ErrorCode("job_memory_limit_exceeded", None, "the job needed more memory than its budget"),
     ErrorCode("worker_lost", None, "the job's worker died on every attempt"),

@@ -26,6 +26,8 @@ def model_card(report: Report) -> bytes:
         _summary(report),
         _metrics(report),
         _distillation(report),
+        _vocabulary(report),
+        _formats(report),
         _strategies(report),
         _factor(report),
         _usage(report),
@@ -195,6 +197,55 @@ def _distillation(report: Report) -> str:
     for split in SPLITS:
         rows = _metric_rows(split, getattr(kd.before, split), getattr(kd.after, split))
         lines += [_row(label, before, after, kind) for label, before, after, kind in rows]
+    return "\n" + "\n".join(lines) + "\n"
+
+
+def _vocabulary(report: Report) -> str:
+    trimmed = report.export.vocabulary
+    if trimmed is None:
+        return ""
+    lines = [
+        "## Vocabulary",
+        "",
+        f"The vocabulary was trimmed from {fmt_int(trimmed.before)} to "
+        f"{fmt_int(trimmed.after)} tokens: only the tokens of the training and validation data, "
+        "the special tokens and single characters were kept (parameters "
+        f"{fmt_int(trimmed.parameters_before)} → {fmt_int(trimmed.parameters_after)}). "
+        "The tokenizer in this directory produces the new ids.",
+    ]
+    if trimmed.test_coverage is not None:
+        lines += [
+            "",
+            f"Test tokens keeping their original piece: {fmt(trimmed.test_coverage, 'pct')}; "
+            f"test accuracy {fmt(trimmed.test_accuracy_full, 'pct')} with the full vocabulary, "
+            f"{fmt(trimmed.test_accuracy_trimmed, 'pct')} trimmed.",
+        ]
+    return "\n" + "\n".join(lines) + "\n"
+
+
+def _formats(report: Report) -> str:
+    if not report.formats:
+        return ""
+    lines = [
+        "## Formats",
+        "",
+        "Accuracy measured in each format (ONNX with onnxruntime); latency on the CPU; the ratio "
+        "is accuracy in % per MB of the real file.",
+        "",
+        "| format | file | MB | validation accuracy | test accuracy | batch 1 ms | batch 32 ms "
+        "| accuracy / MB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, row in report.formats.items():
+        latency = row.latency_ms
+        flag = " (beyond tolerance)" if row.within_tolerance is False else ""
+        lines.append(
+            f"| {name}{flag} | `{row.file}` | {fmt(row.bytes / 2**20, 'mb')} "
+            f"| {fmt(row.validation_accuracy, 'pct')} | {fmt(row.test_accuracy, 'pct')} "
+            f"| {fmt(latency and latency['batch_1'], 'ms')} "
+            f"| {fmt(latency and latency['batch_32'], 'ms')} "
+            f"| {fmt(row.accuracy_to_size_ratio, 'ratio')} |"
+        )
     return "\n" + "\n".join(lines) + "\n"
 
 

@@ -130,6 +130,7 @@ def assemble_report(
         distillation=recovered.report,
         final=exported.final,
         export=exported.export,
+        formats=exported.formats,
         timings=timings,
         sweep=SweepStats(measurements=sweep.measurements, cache_hits=sweep.cache_hits),
     )

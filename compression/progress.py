@@ -155,6 +155,10 @@ class ProgressTracker:
         """Pass an event to the reporter, with ``data`` when there is any."""
         self.reporter.event(type, message, data or None)
 
+    def warn(self, message: str, **data: Any) -> None:
+        """A warning the run goes on after (a result the caller should look at)."""
+        self.reporter.event("message", message, data or None, level="warning")
+
 
 class StageClock:
     """Enters each stage on the tracker and times it, for the report's ``timings``."""

@@ -303,10 +303,37 @@ class OnnxReport(Section):
     latency_ms: OnnxLatency
 
 
+class FormatReport(Section):
+    """One written format: its file's real size, accuracy measured in that format, latency."""
+
+    file: str
+    bytes: int
+    validation_accuracy: float
+    test_accuracy: float | None
+    latency_ms: Latency | None
+    accuracy_to_size_ratio: float
+    within_tolerance: bool | None = _optional()
+
+
+class VocabularyReport(Section):
+    """The trimmed vocabulary: sizes, the test split's coverage and accuracy both ways."""
+
+    before: int
+    after: int
+    parameters_before: int
+    parameters_after: int
+    test_coverage: float | None
+    validation_accuracy_full: float
+    validation_accuracy_trimmed: float
+    test_accuracy_full: float | None
+    test_accuracy_trimmed: float | None
+
+
 class ExportReport(Section):
     formats: list[ExportFormat]
     reload_max_abs_logit_diff: float
     onnx: OnnxReport | None = _optional()
+    vocabulary: VocabularyReport | None = _optional()
 
 
 class SweepStats(Section):
@@ -340,6 +367,7 @@ class Summary(Section):
     improvement_factor: float
     artifacts: list[str]
     latency: LatencyComparison | None = _optional()
+    formats: dict[str, FormatReport] | None = _optional()
 
 
 class Report(Section):
@@ -358,6 +386,7 @@ class Report(Section):
     distillation: DistillationReport
     final: FinalReport
     export: ExportReport
+    formats: dict[str, FormatReport] = Field(default_factory=dict)
     timings: dict[str, float]
     sweep: SweepStats
 
@@ -386,6 +415,7 @@ class Report(Section):
             improvement_factor=final.improvement_factor,
             artifacts=sorted(artifacts),
             latency=final.latency,
+            formats=self.formats or None,
         )
 
 

@@ -95,7 +95,7 @@ class Options(_Strict):
     measure_latency: bool = True
 
 
-ExportFormat = Literal["hf", "onnx"]
+ExportFormat = Literal["hf", "onnx", "onnx-int8"]
 
 
 def _hf_only() -> list[ExportFormat]:
@@ -103,9 +103,17 @@ def _hf_only() -> list[ExportFormat]:
 
 
 class Export(_Strict):
-    """Output formats: ``hf`` (always: the Hugging Face directory) and optionally ``onnx``."""
+    """Output formats: ``hf`` (always: the Hugging Face directory) and optionally ``onnx``.
+
+    ``vocabulary``: ``trim`` keeps only the embedding rows of the tokens the train and validation
+    splits use (plus special tokens and single characters), with a tokenizer emitting the new ids.
+    """
 
     formats: list[ExportFormat] = Field(default_factory=_hf_only)
+    vocabulary: Literal["full", "trim"] = "full"
+    # The most accuracy (a fraction, on validation or test) int8 may lose against fp32 before
+    # the report flags it.
+    int8_tolerance: float = Field(default=0.01, ge=0, le=1)
 
     @field_validator("formats")
     @classmethod
@@ -114,6 +122,8 @@ class Export(_Strict):
             raise ValueError(
                 "formats must include 'hf': the Hugging Face directory is always written"
             )
+        if "onnx-int8" in value and "onnx" not in value:
+            raise ValueError("formats: 'onnx-int8' is quantized from the fp32 ONNX; add 'onnx'")
         return list(dict.fromkeys(value))
 
 

@@ -13,13 +13,23 @@ from transformers import PreTrainedModel
 from .. import artifacts, onnx_export
 from ..device import Runtime
 from ..errors import LayerfuseError
-from ..evaluation import latency_ms, parameter_count, size_mb
+from ..evaluation import EvalSet, latency_ms, parameter_count, size_mb
 from ..latency import sides
 from ..models import reload_max_abs_diff, save_model
 from ..progress import ProgressTracker
-from ..report import ExportReport, FinalReport, LatencyComparison, OnnxReport, Report
+from ..report import (
+    Evaluation,
+    ExportReport,
+    FinalReport,
+    FormatReport,
+    LatencyComparison,
+    OnnxReport,
+    Report,
+)
 from .distilling import Recovered
 from .evaluating_baseline import Baseline
+from .exporting_formats import INT8_FILE, hf_row, onnx_rows
+from .exporting_vocabulary import trim_export
 from .preparing import Prepared
 
 MODEL_DIR = "model"
@@ -38,6 +48,7 @@ ONNX_CHECK_BATCHES = 4
 class Exported:
     final: FinalReport
     export: ExportReport
+    formats: dict[str, FormatReport]
 
 
 def export(
@@ -48,7 +59,8 @@ def export(
     tracker: ProgressTracker,
     latency: LatencyComparison | None = None,
 ) -> Exported:
-    """Write ``out_dir/model/`` (and ``model.onnx`` when asked) and measure the final model.
+    """Write ``out_dir/model/`` (its vocabulary trimmed when asked; ``model.onnx`` and
+    ``model_int8.onnx`` when asked) and measure the final model and every written format.
 
     Raises:
         LayerfuseError: a written model does not reproduce the trained one's logits.
@@ -57,31 +69,49 @@ def export(
     model_dir = out_dir / MODEL_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     save_model(student, prepared.loaded.tokenizer, model_dir)
-    diff = reload_max_abs_diff(model_dir, student, prepared.validation.batches[0].inputs)
+    validation, test, metrics = prepared.validation, prepared.test, recovered.metrics
+    vocabulary = None
+    if prepared.spec.export.vocabulary == "trim":
+        trimmed = trim_export(prepared, student, recovered.metrics, model_dir, tracker)
+        validation, test, metrics = trimmed.validation, trimmed.test, trimmed.metrics
+        vocabulary = trimmed.report
+    diff = _check_reload(model_dir, student, validation)
+    final = _final_report(prepared, baseline, recovered, metrics, latency, model_dir)
+    options = prepared.spec.export
+    table = {"hf-fp32": hf_row(model_dir, final)}
+    onnx = None
+    if "onnx" in options.formats:
+        onnx = _export_onnx(validation, student, out_dir / ONNX_FILE, tracker)
+        tolerance = options.int8_tolerance if "onnx-int8" in options.formats else None
+        fp32_latency = onnx.latency_ms["onnxruntime_cpu"]
+        table |= onnx_rows(out_dir / ONNX_FILE, fp32_latency, validation, test, tolerance, tracker)
+    report = ExportReport(
+        formats=options.formats, reload_max_abs_logit_diff=diff, onnx=onnx, vocabulary=vocabulary
+    )
+    return Exported(final, report, table)
+
+
+def _check_reload(model_dir: Path, student: PreTrainedModel, validation: EvalSet) -> float:
+    diff = reload_max_abs_diff(model_dir, student, validation.batches[0].inputs)
     if diff > MAX_RELOAD_DIFF:
         raise LayerfuseError(
             f"the saved model's logits differ from the trained model's by {diff:.2e}",
             code="export_failed",
         )
-    final = _final_report(prepared, baseline, recovered, model_dir, latency)
-    formats = prepared.spec.export.formats
-    onnx = (
-        _export_onnx(prepared, student, out_dir / ONNX_FILE, tracker) if "onnx" in formats else None
-    )
-    return Exported(final, ExportReport(formats=formats, reload_max_abs_logit_diff=diff, onnx=onnx))
+    return diff
 
 
 def _final_report(
     prepared: Prepared,
     baseline: Baseline,
     recovered: Recovered,
-    model_dir: Path,
+    after: Evaluation,
     latency: LatencyComparison | None,
+    model_dir: Path,
 ) -> FinalReport:
     """The exported model's metrics, and its accuracy-to-size ratio against the original's."""
     parameters = parameter_count(recovered.student)
     final_size = size_mb(parameters)
-    after = recovered.metrics
     basis = "test" if after.test else "validation"
     original = baseline.report.test if basis == "test" else baseline.report.validation
     final = after.test if basis == "test" else after.validation
@@ -106,13 +136,13 @@ def _final_report(
 
 
 def _export_onnx(
-    prepared: Prepared, student: PreTrainedModel, path: Path, tracker: ProgressTracker
+    validation: EvalSet, student: PreTrainedModel, path: Path, tracker: ProgressTracker
 ) -> OnnxReport:
     """model.onnx from an fp32 CPU copy of the student, checked against PyTorch's logits."""
     cpu = Runtime(torch.device("cpu"), bf16=False)
     model = copy.deepcopy(student).float().cpu().eval()
     model.set_attn_implementation("sdpa")
-    encoded, batches = prepared.validation.encoded, prepared.validation.batches
+    encoded, batches = validation.encoded, validation.batches
     pytorch_latency = latency_ms(model, encoded, cpu)  # before onnxruntime runs
     onnx_export.export_onnx(model, batches[-1], path)
     session = onnx_export.OnnxModel(path)
@@ -150,6 +180,7 @@ def write_outputs(report: Report, out_dir: Path, tracker: ProgressTracker) -> li
     artifacts.write_all(report, out_dir, model_dir=out_dir / MODEL_DIR)
     for name in artifacts.REPORT_FILES:
         tracker.event("artifact", f"wrote {name}", name=name)
-    names = [*artifacts.REPORT_FILES, *([ONNX_FILE] if report.export.onnx else [])]
+    onnx_files = [ONNX_FILE, *([INT8_FILE] if "onnx-int8" in report.formats else [])]
+    names = [*artifacts.REPORT_FILES, *(onnx_files if report.export.onnx else [])]
     model_files = sorted(p.name for p in (out_dir / MODEL_DIR).iterdir() if p.is_file())
     return sorted(names + [f"{MODEL_DIR}/{name}" for name in model_files])

@@ -56,12 +56,28 @@ def add_method_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also write model.onnx, checked against PyTorch's logits",
     )
+    method.add_argument(
+        "--int8",
+        action="store_true",
+        help="also write an int8 ONNX model (implies --onnx), its accuracy checked against fp32",
+    )
+    method.add_argument(
+        "--trim-vocabulary",
+        action="store_true",
+        help="keep only the tokens the training and validation data use (a smaller embedding)",
+    )
     method.add_argument("--distill-epochs", type=int, default=3)
     method.add_argument("--max-length", type=int, default=128)
     method.add_argument("--n-calib", type=int, default=512)
     method.add_argument("--seed", type=int, default=0)
     method.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     method.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto")
+
+
+def _formats(args: argparse.Namespace) -> list[str]:
+    if args.int8:
+        return ["hf", "onnx", "onnx-int8"]
+    return ["hf", "onnx"] if args.onnx else ["hf"]
 
 
 def method_fields(args: argparse.Namespace) -> dict[str, Any]:
@@ -86,7 +102,10 @@ def method_fields(args: argparse.Namespace) -> dict[str, Any]:
         "strategies": strategies,
         "target": target,
         "distillation": {"enabled": not args.no_distill, "epochs": args.distill_epochs},
-        "export": {"formats": ["hf", "onnx"] if args.onnx else ["hf"]},
+        "export": {
+            "formats": _formats(args),
+            "vocabulary": "trim" if args.trim_vocabulary else "full",
+        },
         "options": {
             "max_length": args.max_length,
             "n_calib": args.n_calib,

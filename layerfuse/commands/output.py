@@ -30,6 +30,22 @@ def print_json(value: Any) -> None:
     sys.stdout.flush()
 
 
+def format_lines(formats: Mapping[str, Any]) -> list[str]:
+    """One line per written format: size, accuracy, latency and accuracy per MB."""
+    lines = []
+    for name, row in formats.items():
+        basis = "test" if row.get("test_accuracy") is not None else "validation"
+        accuracy = row[f"{basis}_accuracy"]
+        latency = row.get("latency_ms") or {}
+        timing = f", {latency['batch_1']:.2f} ms/batch of 1" if latency else ""
+        flag = " (beyond the int8 tolerance)" if row.get("within_tolerance") is False else ""
+        lines.append(
+            f"{name}: {row['bytes'] / 2**20:.1f} MB, {basis} accuracy {accuracy:.4f}{timing}, "
+            f"{row['accuracy_to_size_ratio']:.2f} %/MB{flag}"
+        )
+    return lines
+
+
 def summary_lines(summary: Mapping[str, Any]) -> list[str]:
     """A compression result (the library's summary, or a job's ``result``) in a few lines."""
     lines = [
@@ -49,6 +65,7 @@ def summary_lines(summary: Mapping[str, Any]) -> list[str]:
     except (KeyError, TypeError):
         pass
     lines += latency_lines(summary.get("latency"))
+    lines += format_lines(summary.get("formats") or {})
     for integration in summary.get("integrations") or []:
         if integration.get("status") == "succeeded":
             registered = integration.get("registered_model")

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from transformers import AutoModelForSequenceClassification
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from layerfuse.cli import main
 from tests.conftest import SHARED_DATASETS
@@ -43,6 +43,42 @@ def test_compress_writes_a_smaller_model(tiny_classifier, synthetic_data, tmp_pa
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["selection"]["kept_layers"] == sorted(report["selection"]["kept_layers"])
     assert len(report["selection"]["kept_layers"]) == 3
+
+
+def test_compress_trims_the_vocabulary_and_prints_the_formats(
+    tiny_classifier, synthetic_data, tmp_path, capsys
+):
+    pytest.importorskip("onnxruntime")
+    out_dir = tmp_path / "out"
+    code = main(
+        [
+            "compress",
+            "--model",
+            str(tiny_classifier),
+            "--train",
+            str(synthetic_data["train"]),
+            "--strategies",
+            "drop-top",
+            "--strategy",
+            "drop-top",
+            "--layers-to-remove",
+            "1",
+            "--no-distill",
+            "--trim-vocabulary",
+            "--int8",
+            "--out",
+            str(out_dir),
+            *FAST,
+        ]
+    )
+    assert code == 0
+    lines = capsys.readouterr().out.splitlines()
+    report = json.loads((out_dir / "report.json").read_text())
+    assert report["options"]["export"]["vocabulary"] == "trim"
+    assert set(report["formats"]) == {"hf-fp32", "onnx-fp32", "onnx-int8"}
+    assert [line.split(":")[0] for line in lines if "%/MB" in line] == list(report["formats"])
+    tokenizer = AutoTokenizer.from_pretrained(out_dir / "model")
+    assert len(tokenizer) == report["export"]["vocabulary"]["after"]
 
 
 def test_missing_label_column_exits_2_naming_the_column(tiny_classifier, tmp_path, capsys):

@@ -54,3 +54,44 @@ def test_onnx_is_opt_in_and_hf_is_always_written():
     assert MethodSpec().export.formats == ["hf"]
     with pytest.raises(ValueError, match="must include 'hf'"):
         MethodSpec(export={"formats": ["onnx"]})
+
+
+@pytest.mark.parametrize("tolerance", [1.0, 0.0])
+def test_int8_is_written_measured_and_flagged_beyond_its_tolerance(
+    tmp_path, tiny_classifier, synthetic_data, tolerance
+):
+    spec = CompressionSpec(
+        model_dir=tiny_classifier,
+        train=synthetic_data["train"],
+        test=synthetic_data["test"],
+        strategies=["drop-top"],
+        strategy="drop-top",
+        target={"layers_to_remove": 1},
+        distillation={"enabled": False},
+        export={"formats": ["hf", "onnx", "onnx-int8"], "int8_tolerance": tolerance},
+        options={"n_calib": 16, "max_length": 32, "precision": "fp32", "measure_latency": False},
+    )
+    result = compress(spec, tmp_path / "out")
+    formats = result.report.to_json()["formats"]
+    assert set(formats) == {"hf-fp32", "onnx-fp32", "onnx-int8"}
+    assert "model_int8.onnx" in result.artifacts
+    int8, fp32 = formats["onnx-int8"], formats["onnx-fp32"]
+    assert int8["bytes"] == (tmp_path / "out" / "model_int8.onnx").stat().st_size < fp32["bytes"]
+    assert set(int8["latency_ms"]) == {"batch_1", "batch_32"}
+    loss = max(
+        fp32["validation_accuracy"] - int8["validation_accuracy"],
+        fp32["test_accuracy"] - int8["test_accuracy"],
+    )
+    assert int8["within_tolerance"] is (loss <= tolerance)
+    ratio = 100 * int8["test_accuracy"] / (int8["bytes"] / 2**20)
+    assert int8["accuracy_to_size_ratio"] == pytest.approx(ratio)
+    assert "onnx-int8" in (tmp_path / "out" / "model" / "README.md").read_text()
+
+
+def test_int8_needs_the_fp32_onnx_and_a_bounded_tolerance():
+    from layerfuse.compression.spec import MethodSpec
+
+    with pytest.raises(ValueError, match="onnx-int8"):
+        MethodSpec(export={"formats": ["hf", "onnx-int8"]})
+    with pytest.raises(ValueError, match="int8_tolerance"):
+        MethodSpec(export={"formats": ["hf", "onnx", "onnx-int8"], "int8_tolerance": 2})

@@ -124,6 +124,9 @@ def test_create_validates_stores_then_enqueues(client: TestClient, uploaded, que
         ({"target": {"layers_to_remove": 1, "keep_layers": 2}}, 422, "invalid_request", "target"),
         ({"target": {"layers_to_remove": 4}}, 422, "invalid_request", "target.layers_to_remove"),
         ({"colour": "red"}, 422, "invalid_request", "colour"),
+        ({"export": {"vocabulary": "half"}}, 422, "invalid_request", "export.vocabulary"),
+        ({"export": {"int8_tolerance": 1.5}}, 422, "invalid_request", "export.int8_tolerance"),
+        ({"export": {"formats": ["hf", "onnx-int8"]}}, 422, "invalid_request", "export.formats"),
         (
             {"model": {"source": "upload", "id": "mdl_000000000000000000000000"}},
             422,
@@ -533,7 +536,7 @@ def test_the_openapi_document_describes_every_route(client: TestClient) -> None:
     report = schemas[ref.rsplit("/", 1)[-1]]
     assert list(report["properties"]) == [
         "model", "dataset", "options", "teacher", "baseline", "fusion", "strategies", "probe",
-        "signals", "selection", "distillation", "final", "export", "timings", "sweep",
+        "signals", "selection", "distillation", "final", "export", "formats", "timings", "sweep",
     ]  # fmt: skip
     fusion = schemas[report["properties"]["fusion"]["$ref"].rsplit("/", 1)[-1]]
     assert {"linear-regression", "random-forest"} <= set(fusion["properties"])
