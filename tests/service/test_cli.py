@@ -157,3 +157,24 @@ def test_up_refuses_weak_configured_keys_before_starting_anything(tmp_path: Path
     assert "acme" in result.stderr and "short-key-1" not in result.stderr + result.stdout
     assert not (tmp_path / "api_key").exists()  # nothing generated: the variable was set
     assert not (tmp_path / "layerfuse.db").exists()  # nothing started
+
+
+@pytest.mark.parametrize(
+    ("given", "compare"),
+    [
+        ([], ["drop-top", "uniform"]),
+        (["--compare", "none"], []),
+        (["--compare", "uniform"], ["uniform"]),
+    ],
+)
+def test_submit_and_compress_pass_compare_to_the_spec(given, compare) -> None:
+    from layerfuse.commands.compress import method_fields
+    from layerfuse.compression.spec import MethodSpec
+
+    for command in ("submit", "compress"):
+        args = build_parser().parse_args(
+            [command, "--model", "m", "--train", "t.jsonl", "--out", "o", *given]
+        )
+        fields = method_fields(args)
+        fields.pop("columns")
+        assert MethodSpec(**fields).distillation.compare == compare
