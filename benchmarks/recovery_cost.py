@@ -37,8 +37,8 @@ def run(args: argparse.Namespace, data: dict[str, Path], model: Path, recipe: di
         model_dir=model,
         train=data["train"],
         test=data["test"],
-        strategy="drop-top",
-        strategies=["drop-top"],
+        strategy=args.strategy,
+        strategies=sorted({"drop-top", args.strategy}),
         target={"layers_to_remove": args.k},
         distillation=recipe,
         options={
@@ -72,6 +72,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--train-size", type=int, default=600)
     p.add_argument("--k", type=int, default=2)
+    p.add_argument("--strategy", default="weight-magnitude", help="the job's strategy")
     p.add_argument("--work", type=Path, default=quality.REPO / "runs" / "recovery_cost")
     p.add_argument("--shared", type=Path, default=quality.DEFAULT_SHARED)
     args = p.parse_args()
@@ -87,7 +88,8 @@ def main() -> None:
             "train_examples": args.train_size,
             "layers_removed": args.k,
             "model": "MiniLM-L6 (fine-tuned 3 epochs on the subset)",
-            "old": "one candidate (drop-top), logit KD, 3 fixed epochs",
+            "strategy": args.strategy,
+            "old": "one candidate (the job's strategy), logit KD, 3 fixed epochs",
             "new": "library defaults: drop-top + uniform compared, early stopping",
             **quality.environment(args, "fp32 checkpoint"),
         },
