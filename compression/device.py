@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import platform
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,17 @@ from pathlib import Path
 import torch
 
 from .report import RuntimeInfo
+
+
+def cpu_name() -> str:
+    """The CPU's model name, as /proc/cpuinfo (else the platform) gives it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "cpu"
 
 
 def cpu_has_bf16() -> bool:
@@ -43,4 +55,9 @@ class Runtime:
             yield
 
     def describe(self) -> RuntimeInfo:
-        return {"device": self.device.type, "precision": "bf16" if self.bf16 else "fp32"}
+        name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else None
+        return {
+            "device": self.device.type,
+            "precision": "bf16" if self.bf16 else "fp32",
+            "device_name": name or cpu_name(),
+        }

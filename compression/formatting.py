@@ -46,6 +46,15 @@ def fmt_change(before: Any, after: Any, kind: str) -> str:
     return f"{100 * (after - before) / before:+.1f}%"
 
 
+def fmt_speedup(speedup: Any) -> str:
+    """An original ÷ compressed time ratio in words: ``1.50× faster`` or ``1.25× slower``."""
+    if not is_number(speedup) or speedup <= 0:
+        return NA
+    if speedup >= 1:
+        return f"{speedup:.2f}× faster"
+    return f"{1 / speedup:.2f}× slower"
+
+
 def fmt_int(value: Any) -> str:
     return fmt(value, "int")
 

@@ -6,8 +6,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from .formatting import NA, fmt, fmt_change, fmt_int, is_number
-from .report import RANDOM_SEED_PREFIX, Metrics, Report, StrategyReport
+from .formatting import NA, fmt, fmt_change, fmt_int, fmt_speedup, is_number
+from .report import RANDOM_SEED_PREFIX, LatencyComparison, Metrics, Report, StrategyReport
 
 CARD_TAGS = ("layerfuse", "layer-pruning", "knowledge-distillation", "text-classification")
 PAPER_FACTOR_NOTE = (
@@ -143,12 +143,23 @@ def _metrics(report: Report) -> str:
     ]
     if not final.test:
         lines += ["", "No test split was given, so test metrics are n/a."]
-    lines += [
-        "",
-        "Latency is the mean time per batch on the device the job ran on. Size is parameters × 4 "
-        "bytes (fp32).",
-    ]
+    lines += ["", *_latency_lines(final.latency), "Size is parameters × 4 bytes (fp32)."]
     return "\n" + "\n".join(lines) + "\n"
+
+
+def _latency_lines(latency: LatencyComparison | None) -> list[str]:
+    """How latency was timed, the speedup per batch size, and whether the machine was busy."""
+    if latency is None:
+        return ["Latency was not measured for this job."]
+    speedups = ", ".join(
+        f"{fmt_speedup(pair.speedup)} at batch {size}"
+        for size, pair in (("1", latency.batch_1), ("32", latency.batch_32))
+    )
+    lines = [
+        f"Latency is the median time per batch on the device the job ran on, the two models timed "
+        f"interleaved ({latency.threads} threads): the compressed model is {speedups}.",
+    ]
+    return [*lines, *([latency.note] if latency.note else [])]
 
 
 def _metric_rows(

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .latency import sides
 from .progress import CancelToken, NeverCancel, NullReporter, ProgressTracker, Reporter, StageClock
-from .report import Report, SweepStats
+from .report import BaselineReport, LatencyComparison, Report, SweepStats
 from .spec import CompressionSpec
 from .stages import (
     Baseline,
@@ -93,7 +94,8 @@ def compress(
     with clock.stage("distilling"):
         recovered = recover(prepared, teacher, selected, tracker)
     with clock.stage("exporting"):
-        exported = export(prepared, baseline, recovered, out, tracker)
+        latency = prepared.compare_latency(teacher.model, recovered.student)
+        exported = export(prepared, baseline, recovered, out, tracker, latency)
         report = assemble_report(
             prepared, teacher, baseline, fused, selected, recovered, exported, clock.timings()
         )
@@ -119,7 +121,7 @@ def assemble_report(
         dataset=prepared.dataset_report,
         options=prepared.options_report,
         teacher=teacher.report,
-        baseline=baseline.report,
+        baseline=with_latency(baseline.report, exported.final.latency),
         fusion=fused.report,
         strategies=selected.strategies,
         probe=fused.swept.probe_report(),
@@ -132,3 +134,11 @@ def assemble_report(
         timings=timings,
         sweep=SweepStats(measurements=sweep.measurements, cache_hits=sweep.cache_hits),
     )
+
+
+def with_latency(baseline: BaselineReport, latency: LatencyComparison | None) -> BaselineReport:
+    """The baseline with the original's milliseconds from the side-by-side timing at export, so
+    the report's two latencies were measured under the same load."""
+    if latency is None:
+        return baseline
+    return baseline.model_copy(update={"latency_ms": sides(latency)[0]})

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, NotRequired, TypeVar
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, create_model
 from typing_extensions import TypedDict
@@ -52,7 +52,8 @@ class EpochMetrics(TypedDict):
 
 
 class Latency(TypedDict):
-    """Mean milliseconds per batch of 1 and of 32 real examples."""
+    """Milliseconds per batch of 1 and of 32 real examples: the mean of repeats, or, for the
+    original and the compressed model, the median of their interleaved repeats."""
 
     batch_1: float
     batch_32: float
@@ -61,6 +62,8 @@ class Latency(TypedDict):
 class RuntimeInfo(TypedDict):
     device: str
     precision: str
+    # The model of the GPU or CPU the job ran on (absent in reports from before it was named).
+    device_name: NotRequired[str]
 
 
 class Section(BaseModel):
@@ -289,12 +292,36 @@ class RecoveryReport(Section):
     exported: str | None = _optional()
 
 
+class LatencyPair(Section):
+    """One batch size, the original and the compressed model timed interleaved: medians of the
+    repeats, and ``speedup`` (original ÷ compressed) as the median of the paired ratios, with
+    ``spread`` their interquartile range ÷ that median."""
+
+    original_ms: float
+    compressed_ms: float
+    speedup: float
+    spread: float
+    repeats: int
+
+
+class LatencyComparison(Section):
+    """Both models timed side by side at export; ``busy`` when the ratios spread too wide for the
+    milliseconds to be trusted (the machine's load changed during the measurement)."""
+
+    batch_1: LatencyPair
+    batch_32: LatencyPair
+    threads: int
+    busy: bool
+    note: str | None = _optional()
+
+
 class FinalReport(Evaluation):
     num_layers: int
     parameters: int
     size_mb: float
     safetensors_bytes: int
     latency_ms: Latency | None
+    latency: LatencyComparison | None = _optional()
     accuracy_to_size_ratio: float
     original_accuracy_to_size_ratio: float
     improvement_factor: float
@@ -353,6 +380,7 @@ class Summary(Section):
     accuracy_to_size_ratio: float
     improvement_factor: float
     artifacts: list[str]
+    latency: LatencyComparison | None = _optional()
 
 
 class Report(Section):
@@ -399,6 +427,7 @@ class Report(Section):
             accuracy_to_size_ratio=final.accuracy_to_size_ratio,
             improvement_factor=final.improvement_factor,
             artifacts=sorted(artifacts),
+            latency=final.latency,
         )
 
 

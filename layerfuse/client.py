@@ -157,6 +157,7 @@ class Job(TypedDict):
     stage: str | None
     progress: Progress | None
     attempts: int
+    routed_to: Literal["cpu", "gpu"] | None
     created_at: int
     started_at: int | None
     finished_at: int | None
@@ -209,6 +210,19 @@ class WebhookDelivery(TypedDict):
     response_status_code: int | None
     error: str | None
     attempt_log: list[WebhookAttempt]
+
+
+class Worker(TypedDict):
+    name: str
+    object: Literal["worker"]
+    device_class: Literal["cpu", "gpu"]
+    queue: str | None
+    device: str | None
+    device_name: str | None
+    memory_bytes: int | None
+    concurrency: int | None
+    started_at: int
+    last_seen_at: int
 
 
 # --- Errors ----------------------------------------------------------------------------------
@@ -633,6 +647,12 @@ class Client:
         result: Page[WebhookDelivery] = self._json(
             "GET", f"/v1/jobs/{job_id}/webhook_deliveries", params=params, idempotent=True
         )
+        return result
+
+    def list_workers(self) -> list[Worker]:
+        """``GET /v1/workers``: the workers seen recently and what each runs on."""
+        body = self._json("GET", "/v1/workers", idempotent=True)
+        result: list[Worker] = body["data"]
         return result
 
     # -- transport ------------------------------------------------------------------------------

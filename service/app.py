@@ -22,7 +22,7 @@ from .broker import JobQueue
 from .limits import BodyLimits
 from .metrics import Metrics, RequestContextMiddleware
 from .reconciler import reconcile_once
-from .routes import artifacts, events, health, jobs, uploads, webhooks
+from .routes import artifacts, events, health, jobs, uploads, webhooks, workers
 from .settings import Settings, get_settings
 from .storage import Storage
 from .store import Database
@@ -100,6 +100,7 @@ def create_app(
     app.include_router(events.router)
     app.include_router(artifacts.router)
     app.include_router(webhooks.router)
+    app.include_router(workers.router)
     return app
 
 

@@ -75,11 +75,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_time_limit": settings.job_time_limit_s,
         "task_soft_time_limit": max(settings.job_time_limit_s - SOFT_LIMIT_MARGIN_S, 1),
         "worker_cancel_long_running_tasks_on_connection_loss": True,
-        "task_default_queue": settings.queue_name,
-        "task_routes": {
-            RUN_JOB_TASK: {"queue": settings.queue_name},
-            DELIVER_WEBHOOK_TASK: {"queue": webhook_queue(settings)},
-        },
+        # A run_job message names its queue (the job's device class) when it is sent.
+        "task_default_queue": settings.cpu_queue,
+        "task_routes": {DELIVER_WEBHOOK_TASK: {"queue": webhook_queue(settings)}},
         "worker_send_task_events": False,
         "worker_hijack_root_logger": False,
     }
@@ -95,8 +93,8 @@ class JobQueue:
         self._celery = Celery("layerfuse-api", set_as_current=False)
         self._celery.conf.update(celery_config(settings))
 
-    def enqueue(self, job_id: str) -> None:
-        """Publish one ``run_job`` message.
+    def enqueue(self, job_id: str, device_class: str) -> None:
+        """Publish one ``run_job`` message on the queue of ``device_class`` (``cpu``/``gpu``).
 
         Raises:
             BrokerUnavailable: the broker refused or did not answer within a few seconds.
@@ -105,7 +103,7 @@ class JobQueue:
             self._celery.send_task(
                 RUN_JOB_TASK,
                 args=[job_id],
-                queue=self.settings.queue_name,
+                queue=self.settings.queue_for(device_class),
                 retry=True,
                 retry_policy={
                     "max_retries": 2,

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
-from .store.models import Dataset, Event, Job, Model, WebhookDelivery
+from .store.models import Dataset, Event, Job, Model, WebhookDelivery, Worker
 
 
 def _seconds(value: Any) -> Any:
@@ -77,6 +77,9 @@ class JobObject(ApiObject):
     stage: str | None
     progress: ProgressObject | None
     attempts: int
+    # The queue class chosen at creation (docs/service.md, Routing); null on jobs that ended
+    # before routing existed.
+    routed_to: Literal["cpu", "gpu"] | None
     created_at: Timestamp
     started_at: Timestamp | None
     finished_at: Timestamp | None
@@ -131,6 +134,26 @@ class WebhookDeliveryObject(ApiObject):
     attempt_log: list[AttemptObject]
 
 
+class WorkerObject(ApiObject):
+    """A worker seen recently and what it runs on; no job data."""
+
+    name: str
+    object: Literal["worker"] = "worker"
+    device_class: Literal["cpu", "gpu"]
+    queue: str | None
+    device: str | None
+    device_name: str | None
+    memory_bytes: int | None
+    concurrency: int | None
+    started_at: Timestamp
+    last_seen_at: Timestamp
+
+
+class WorkerList(ApiObject):
+    object: Literal["list"] = "list"
+    data: list[WorkerObject]
+
+
 class ArtifactList(ApiObject):
     object: Literal["list"] = "list"
     data: list[ArtifactObject]
@@ -156,6 +179,7 @@ def job_model(job: Job) -> JobObject:
             "stage": job.stage,
             "progress": progress,
             "attempts": job.attempts,
+            "routed_to": job.routed_to,
             "created_at": job.created_at,
             "started_at": job.started_at,
             "finished_at": job.finished_at,
@@ -224,3 +248,7 @@ def delivery_object(row: WebhookDelivery) -> dict[str, Any]:
             "attempt_log": list(row.attempt_log or []),
         }
     ).model_dump(mode="json")
+
+
+def worker_object(row: Worker) -> dict[str, Any]:
+    return WorkerObject.model_validate(row).model_dump(mode="json")

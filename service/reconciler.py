@@ -1,6 +1,9 @@
 """The reconciler: no job stays ``running`` or ``queued`` forever (architecture.md, Reliability),
 and no killed attempt's ``.attempt-<n>/`` folder stays on disk.
 
+A job goes back to the queue it was routed to at creation (``routed_to``): a CUDA job waits for
+a GPU worker however long that takes, and never falls through to a CPU one.
+
 Runs in the API process every ``reconcile_interval_s`` (several API replicas may run it at once:
 every transition it makes is a conditional UPDATE, and re-enqueueing a job twice is harmless
 because only one delivery can claim it).
@@ -33,7 +36,7 @@ def reconcile_once(db: Database, queue: JobQueue, settings: Settings) -> job_sto
         job_store.purge_idempotency_keys(session, ttl_s=settings.idempotency_ttl_s)
     for job_id in outcome.to_enqueue:
         try:
-            queue.enqueue(job_id)
+            queue.enqueue(job_id, outcome.routes[job_id])
         except BrokerUnavailable:
             log.warning("reconciler: could not enqueue %s; will retry on the next pass", job_id)
             with db.session() as session:

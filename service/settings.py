@@ -18,7 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 GiB = 1024**3
@@ -150,8 +150,11 @@ class Settings(BaseSettings):
     # A request body must arrive within this long (slow-body timeout).
     body_timeout_s: float = Field(default=30.0, gt=0)
 
-    # Jobs and the queue.
+    # Jobs and the queues. A job goes to the queue of its device class (docs/service.md,
+    # Routing); ``queue_name`` names the webhook deliveries' queue (``<queue_name>-webhooks``).
     queue_name: str = "layerfuse"
+    cpu_queue: str = Field(default="cpu", min_length=1, max_length=128)
+    gpu_queue: str = Field(default="gpu", min_length=1, max_length=128)
     job_time_limit_s: int = Field(default=6 * 3600, ge=60)
     max_attempts: int = Field(default=3, ge=1, le=20)
     heartbeat_interval_s: float = Field(default=10.0, gt=0)
@@ -182,7 +185,9 @@ class Settings(BaseSettings):
     mlflow_allow_file_uri: bool = False
     mlflow_timeout_s: float = Field(default=30.0, gt=0)
 
-    # The worker's hardware.
+    # The worker's hardware: the device of ``layerfuse worker`` without ``--device`` (``auto``:
+    # CUDA when torch sees it). It picks the queue the worker consumes; it never changes the
+    # device a job asked for.
     device: Literal["auto", "cpu", "cuda"] = "auto"
     torch_threads: int | None = Field(default=None, ge=1)
     # A job's memory budget: a fixed part (torch, the data) plus a multiple of the model's weight
@@ -202,6 +207,21 @@ class Settings(BaseSettings):
     def db_pool_size(self) -> int:
         """Connections of the API's pool: one per request thread, and some for background work."""
         return self.api_threads + 4
+
+    @model_validator(mode="after")
+    def _distinct_queues(self) -> Settings:
+        # One queue for both classes would hand CUDA jobs to CPU workers.
+        names = [self.cpu_queue, self.gpu_queue, f"{self.queue_name}-webhooks"]
+        if len(set(names)) != len(names):
+            raise ValueError(
+                "LAYERFUSE_CPU_QUEUE, LAYERFUSE_GPU_QUEUE and the webhook queue "
+                f"({names[2]}) must be three different names"
+            )
+        return self
+
+    def queue_for(self, device_class: str) -> str:
+        """The queue of the ``cpu`` or ``gpu`` device class."""
+        return self.gpu_queue if device_class == "gpu" else self.cpu_queue
 
     @field_validator("api_keys", mode="before")
     @classmethod

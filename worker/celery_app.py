@@ -3,8 +3,9 @@ worker``).
 
 Configuration comes from :func:`layerfuse.service.broker.celery_config`: the same broker and
 reliability rules as the API's producer. Its processes have a role: a ``jobs`` worker (``layerfuse
-worker``) records itself in the store every ``heartbeat_interval_s``, which ``/readyz`` reads as "a
-worker seen recently"; a ``webhooks`` worker (``layerfuse webhooks``) runs the delivery dispatcher.
+worker``) records itself and its device in the store every ``heartbeat_interval_s``, which
+``/readyz``, ``GET /v1/workers`` and job routing read as "a worker seen recently"; a ``webhooks``
+worker (``layerfuse webhooks``) runs the delivery dispatcher.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from layerfuse.service.broker import DELIVER_WEBHOOK_TASK, celery_config, webhoo
 from layerfuse.service.settings import Settings, get_settings
 from layerfuse.service.store import Database
 from layerfuse.service.store import workers as worker_store
+
+from .devices import WorkerDevice, detect
 
 
 def settings() -> Settings:
@@ -46,8 +49,19 @@ def create_celery(config: Settings | None = None) -> Celery:
 
 
 app = create_celery()
-# Set by the command that starts the worker, before it starts.
+# Set by the command that starts the worker, before it starts (forked pool children inherit
+# them): its role, and for a jobs worker the device it runs on and its concurrency.
 role: Literal["jobs", "webhooks"] = "jobs"
+device: WorkerDevice | None = None
+concurrency = 1
+
+
+def worker_device() -> WorkerDevice:
+    """This worker's device: the one its command chose, else this machine's own."""
+    global device
+    if device is None:
+        device = detect(settings().device)
+    return device
 
 
 class _WorkerHeartbeat:
@@ -57,17 +71,26 @@ class _WorkerHeartbeat:
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="worker-heartbeat", daemon=True)
 
+    def _description(self) -> worker_store.Description:
+        config, own = settings(), worker_device()
+        return worker_store.Description(
+            hostname=socket.gethostname(),
+            started_at=self.started_at,
+            device_class=own.device_class,
+            queue=config.queue_for(own.device_class),
+            device=own.device,
+            device_name=own.name,
+            memory_bytes=own.memory_bytes,
+            concurrency=concurrency,
+        )
+
     def _run(self) -> None:
         interval = settings().heartbeat_interval_s
+        description = self._description()
         while True:
             try:
                 with database().session() as session:
-                    worker_store.touch(
-                        session,
-                        name=self.name,
-                        hostname=socket.gethostname(),
-                        started_at=self.started_at,
-                    )
+                    worker_store.touch(session, self.name, description)
             except Exception:
                 pass  # the store is down: /readyz will say so
             if self.stop.wait(interval):

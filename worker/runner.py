@@ -33,6 +33,7 @@ from layerfuse.service.store import jobs as job_store
 from layerfuse.service.store import uploads as upload_store
 from layerfuse.service.store.jobs import Claim
 
+from .devices import DeviceUnavailable, WorkerDevice, job_device
 from .integrations import run_integrations
 from .memory import MemoryGuard, is_out_of_memory, weight_bytes
 from .reporter import Heartbeat, StoreCancelToken, StoreReporter
@@ -53,16 +54,26 @@ class Outcome:
     artifacts: list[dict[str, Any]] | None = None
 
 
-def build_spec(job: Job, settings: Settings, storage: Storage, db: Database) -> CompressionSpec:
-    """The library's spec for ``job``: its method fields plus the files they refer to.
+def build_spec(
+    job: Job, settings: Settings, storage: Storage, db: Database, device: WorkerDevice
+) -> CompressionSpec:
+    """The library's spec for ``job`` on a worker on ``device``: its method fields, the device
+    they run on (:func:`~layerfuse.worker.devices.job_device`) and the files they refer to.
 
     Raises:
-        InvalidInputError: a referenced model or dataset is gone or unusable.
+        InvalidInputError: a referenced model or dataset is gone or unusable, or the job needs a
+            device this worker does not have.
     """
     fields = {k: v for k, v in job.spec.items() if k not in SERVICE_FIELDS}
     model, dataset = fields.pop("model"), fields.pop("dataset")
-    if settings.device != "auto":
-        fields["options"] = {**fields.get("options", {}), "device": settings.device}
+    options = fields.get("options", {})
+    try:
+        run_on = job_device(options.get("device", "auto"), device)
+    except DeviceUnavailable as exc:
+        raise InvalidInputError(
+            str(exc), code="device_unavailable", param="options.device"
+        ) from None
+    fields["options"] = {**options, "device": run_on}
     splits: dict[str, Path] = {}
     dataset_name: str | None = None
     with db.session() as session:
@@ -115,17 +126,18 @@ def _model_dir(model: dict[str, Any], job: Job, settings: Settings, storage: Sto
     )
 
 
-def run_claimed(db: Database, settings: Settings, claim: Claim) -> Outcome:
-    """Run the library for ``claim``; every way the run can end becomes an :class:`Outcome`.
+def run_claimed(db: Database, settings: Settings, claim: Claim, device: WorkerDevice) -> Outcome:
+    """Run the library for ``claim`` on ``device``; every way the run can end becomes an
+    :class:`Outcome`.
 
     The heartbeat starts with the attempt, before anything slow (importing torch, loading the
     model), so the reconciler never takes a starting attempt for a dead one.
     """
     with Heartbeat(db, claim, settings.heartbeat_interval_s):
-        return _run(db, settings, claim)
+        return _run(db, settings, claim, device)
 
 
-def _run(db: Database, settings: Settings, claim: Claim) -> Outcome:
+def _run(db: Database, settings: Settings, claim: Claim, device: WorkerDevice) -> Outcome:
     from celery.exceptions import SoftTimeLimitExceeded
 
     with db.session() as session:
@@ -140,7 +152,7 @@ def _run(db: Database, settings: Settings, claim: Claim) -> Outcome:
     cancel = GuardedCancel(StoreCancelToken(db, claim))
     budget: int | None = None
     try:
-        spec = build_spec(job, settings, storage, db)
+        spec = build_spec(job, settings, storage, db, device)
         budget = settings.job_memory_budget(weight_bytes(spec.model_dir))
         with contextlib.ExitStack() as stack:
             if budget:

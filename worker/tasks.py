@@ -16,7 +16,7 @@ from layerfuse.service.broker import DELIVER_WEBHOOK_TASK, RUN_JOB_TASK
 from layerfuse.service.store import jobs as job_store
 from layerfuse.service.store import now
 
-from .celery_app import app, database, settings
+from .celery_app import app, database, settings, worker_device
 from .runner import record, run_claimed
 from .webhooks import deliver
 
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 @app.task(name=RUN_JOB_TASK, ignore_result=True)
 def run_job(job_id: str) -> None:
-    config, db = settings(), database()
+    config, db, device = settings(), database(), worker_device()
     with db.session() as session:
         claim = job_store.claim_job(
             session,
@@ -33,12 +33,17 @@ def run_job(job_id: str) -> None:
             worker=f"{socket.gethostname()}:{os.getpid()}",
             stale_before=now() - config.heartbeat_timeout_s,
             max_attempts=config.max_attempts,
+            runs_on={
+                "device_class": device.device_class,
+                "device": device.device,
+                "device_name": device.name,
+            },
         )
     if claim is None:
         log.info("job %s is not claimable (running elsewhere, finished or cancelled)", job_id)
         return
     log.info("job %s: attempt %s started", job_id, claim.attempt)
-    outcome = run_claimed(db, config, claim)
+    outcome = run_claimed(db, config, claim, device)
     if record(db, claim, outcome):
         log.info("job %s: %s", job_id, outcome.status)
     else:

@@ -1,4 +1,4 @@
-"""Stage 3, ``evaluating_baseline``: the full model's metrics and latency."""
+"""Stage 3, ``evaluating_baseline``: the full model's metrics."""
 
 from __future__ import annotations
 
@@ -30,9 +30,8 @@ def evaluate_baseline(prepared: Prepared, teacher: Teacher, tracker: ProgressTra
     runtime = prepared.runtime
     validation = prepared.validation.evaluate(teacher.model, runtime, tracker.update)
     test = prepared.test.evaluate(teacher.model, runtime) if prepared.test else None
-    report = BaselineReport(
-        validation=validation, test=test, latency_ms=prepared.latency(teacher.model)
-    )
+    # Latency is timed at export, side by side with the compressed model (assemble_report).
+    report = BaselineReport(validation=validation, test=test, latency_ms=None)
     tracker.event(
         "metrics",
         f"full model: validation accuracy {validation['accuracy']:.3f}",

@@ -14,9 +14,10 @@ from .. import artifacts, onnx_export
 from ..device import Runtime
 from ..errors import LayerfuseError
 from ..evaluation import latency_ms, parameter_count, size_mb
+from ..latency import sides
 from ..models import reload_max_abs_diff, save_model
 from ..progress import ProgressTracker
-from ..report import ExportReport, FinalReport, OnnxReport, Report
+from ..report import ExportReport, FinalReport, LatencyComparison, OnnxReport, Report
 from .distilling import Recovered
 from .evaluating_baseline import Baseline
 from .preparing import Prepared
@@ -45,6 +46,7 @@ def export(
     recovered: Recovered,
     out_dir: Path,
     tracker: ProgressTracker,
+    latency: LatencyComparison | None = None,
 ) -> Exported:
     """Write ``out_dir/model/`` (and ``model.onnx`` when asked) and measure the final model.
 
@@ -61,7 +63,7 @@ def export(
             f"the saved model's logits differ from the trained model's by {diff:.2e}",
             code="export_failed",
         )
-    final = _final_report(prepared, baseline, recovered, model_dir)
+    final = _final_report(prepared, baseline, recovered, model_dir, latency)
     formats = prepared.spec.export.formats
     onnx = (
         _export_onnx(prepared, student, out_dir / ONNX_FILE, tracker) if "onnx" in formats else None
@@ -70,7 +72,11 @@ def export(
 
 
 def _final_report(
-    prepared: Prepared, baseline: Baseline, recovered: Recovered, model_dir: Path
+    prepared: Prepared,
+    baseline: Baseline,
+    recovered: Recovered,
+    model_dir: Path,
+    latency: LatencyComparison | None,
 ) -> FinalReport:
     """The exported model's metrics, and its accuracy-to-size ratio against the original's."""
     parameters = parameter_count(recovered.student)
@@ -89,7 +95,8 @@ def _final_report(
         parameters=parameters,
         size_mb=final_size,
         safetensors_bytes=sum(p.stat().st_size for p in model_dir.glob("*.safetensors")),
-        latency_ms=prepared.latency(recovered.student),
+        latency_ms=sides(latency)[1] if latency else None,
+        latency=latency,
         accuracy_to_size_ratio=final_ratio,
         original_accuracy_to_size_ratio=original_ratio,
         improvement_factor=final_ratio / original_ratio,

@@ -14,11 +14,12 @@ from ..batching import Batch, Encoded, stratified_subset
 from ..datasets import LabelledData, TextSplit, prepare_data, read_split
 from ..device import Runtime
 from ..errors import InvalidInputError
-from ..evaluation import EvalSet, latency_ms, parameter_count, size_mb
+from ..evaluation import EvalSet, parameter_count, size_mb
 from ..inspection import ModelInfo, inspect_model_dir
+from ..latency import compare_latency
 from ..models import LoadedModel, head_label_order, load_model
 from ..progress import ProgressTracker
-from ..report import DatasetReport, Files, Latency, ModelReport, ResolvedOptions
+from ..report import DatasetReport, Files, LatencyComparison, ModelReport, ResolvedOptions
 from ..selection import validate_target
 from ..spec import CompressionSpec
 from ..training import default_learning_rate
@@ -61,11 +62,14 @@ class Prepared:
     def seed(self) -> int:
         return self.spec.options.seed
 
-    def latency(self, model: nn.Module) -> Latency | None:
-        """``model``'s latency on validation batches, unless ``options.measure_latency`` is off."""
+    def compare_latency(
+        self, original: nn.Module, compressed: nn.Module
+    ) -> LatencyComparison | None:
+        """Both models timed side by side on validation batches, unless
+        ``options.measure_latency`` is off."""
         if not self.spec.options.measure_latency:
             return None
-        return latency_ms(model, self.validation.encoded, self.runtime)
+        return compare_latency(original, compressed, self.validation.encoded, self.runtime)
 
     def learning_rate(self, given: float | None) -> float:
         """``given``, else method.md's default for the model's size."""

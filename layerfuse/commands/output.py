@@ -8,6 +8,8 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from layerfuse.compression.formatting import fmt_speedup
+
 NO_TARGET_HINT = (
     "no depth kept validation accuracy within the target before distillation, so the model was "
     "kept whole; try --max-accuracy-drop 0.05, --layers-to-remove K or --select-best "
@@ -46,6 +48,7 @@ def summary_lines(summary: Mapping[str, Any]) -> list[str]:
         )
     except (KeyError, TypeError):
         pass
+    lines += latency_lines(summary.get("latency"))
     for integration in summary.get("integrations") or []:
         if integration.get("status") == "succeeded":
             registered = integration.get("registered_model")
@@ -58,4 +61,23 @@ def summary_lines(summary: Mapping[str, Any]) -> list[str]:
             lines.append(
                 f"{integration['type']}: failed [{error.get('code')}] {error.get('message')}"
             )
+    return lines
+
+
+def latency_lines(latency: Mapping[str, Any] | None) -> list[str]:
+    """The side-by-side latency: milliseconds and speedup at batch 32 and 1, and a warning when
+    the machine was too busy for the milliseconds to be trusted."""
+    if not latency:
+        return []
+    try:
+        parts = [
+            f"{fmt_speedup(latency[key]['speedup'])} at batch {size} "
+            f"({latency[key]['original_ms']:.1f} -> {latency[key]['compressed_ms']:.1f} ms)"
+            for key, size in (("batch_32", 32), ("batch_1", 1))
+        ]
+    except (KeyError, TypeError):
+        return []
+    lines = ["latency (timed side by side): " + ", ".join(parts)]
+    if latency.get("busy"):
+        lines.append("the machine was busy while timing: latency figures are only indicative")
     return lines

@@ -1,6 +1,6 @@
 """``layerfuse serve | worker | webhooks | up``: the service's processes.
 
-``serve`` runs the API (uvicorn), ``worker`` a Celery worker (one job at a time), ``webhooks``
+``serve`` runs the API (uvicorn), ``worker`` a Celery worker (:mod:`.worker`), ``webhooks``
 the webhook delivery worker (a thread pool), each after bringing the database schema up to date.
 ``up`` supervises all three on the embedded defaults (SQLite and the filesystem broker under
 ``./.layerfuse``): with ``LAYERFUSE_API_KEYS`` set it serves exactly those keys and names their
@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import worker as worker_command
 from .exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 
 if TYPE_CHECKING:
@@ -40,15 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(run=run_serve)
 
-    worker = subparsers.add_parser("worker", help="run a worker (one job at a time)")
-    worker.add_argument(
-        "--pool",
-        choices=["prefork", "solo"],
-        default="prefork",
-        help="prefork enforces the job time limit; solo is for debugging",
-    )
-    worker.add_argument("--log-level", default="info")
-    worker.set_defaults(run=run_worker)
+    worker_command.register(subparsers)
 
     webhooks = subparsers.add_parser(
         "webhooks", help="run the webhook delivery worker (signed, retried deliveries)"
@@ -77,7 +70,7 @@ def data_dir_from_env() -> Path:
     return Path(os.environ.get("LAYERFUSE_DATA_DIR") or DEFAULT_DATA_DIR)
 
 
-def _settings(*, check_api_secrets: bool, **overrides: Any) -> Settings | None:
+def load_settings(*, check_api_secrets: bool, **overrides: Any) -> Settings | None:
     """Settings from the environment (and ``overrides``), checked as the API checks them, with
     the data directory made and the database schema brought up to date; None after printing the
     reason (never the values: they may be keys) when they are unusable."""
@@ -107,7 +100,7 @@ def _settings(*, check_api_secrets: bool, **overrides: Any) -> Settings | None:
 def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    settings = _settings(check_api_secrets=True)
+    settings = load_settings(check_api_secrets=True)
     if settings is None:
         return EXIT_BAD_INPUT
     uvicorn.run(
@@ -121,30 +114,8 @@ def run_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def run_worker(args: argparse.Namespace) -> int:
-    settings = _settings(check_api_secrets=False)
-    if settings is None:
-        return EXIT_BAD_INPUT
-    from layerfuse.worker.celery_app import app
-
-    argv = [
-        "worker",
-        f"--loglevel={args.log_level.upper()}",
-        "--concurrency=1",
-        f"--pool={args.pool}",
-        f"--queues={settings.queue_name}",
-        "--without-gossip",
-        "--without-mingle",
-    ]
-    if args.pool == "prefork":
-        # A fresh process per job returns its memory (and GPU memory) to the system.
-        argv.append("--max-tasks-per-child=1")
-    app.worker_main(argv)
-    return EXIT_OK
-
-
 def run_webhooks(args: argparse.Namespace) -> int:
-    settings = _settings(check_api_secrets=False)
+    settings = load_settings(check_api_secrets=False)
     if settings is None:
         return EXIT_BAD_INPUT
     from layerfuse.service.broker import webhook_queue
@@ -179,7 +150,7 @@ def run_up(args: argparse.Namespace) -> int:
         or _local_key(data_dir, SIGNING_KEY_FILE, "whk_"),
     }
     # Checked here, before any process starts, so a bad key is one clear error, not three.
-    settings = _settings(
+    settings = load_settings(
         check_api_secrets=True,
         data_dir=data_dir,
         api_keys=env["LAYERFUSE_API_KEYS"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter
@@ -55,9 +56,19 @@ def get_report(
 ) -> FileResponse:
     """The file as the library wrote it, in the shape of the library's :class:`Report`."""
     job = _succeeded(db, tenant, job_id)
-    return FileResponse(
-        storage.output_dir(tenant, job.id) / "report.json", media_type="application/json"
-    )
+    path = _stored(storage.output_dir(tenant, job.id) / "report.json", job_id)
+    return FileResponse(path, media_type="application/json")
+
+
+def _stored(path: Path, job_id: str) -> Path:
+    """``path``, when the file is still on disk: an output removed by hand (or a data directory
+    restored without it) is a 404 the caller can act on, not a 500 from the file response."""
+    if not path.is_file():
+        raise NotFound(
+            f"job {job_id}'s {path.name} is no longer in the data directory",
+            code="artifact_not_found",
+        )
+    return path
 
 
 @router.get("/{job_id}/artifacts", response_model=ArtifactList)
@@ -94,7 +105,7 @@ async def download_artifact(
             f"job {job_id} has no artifact {name[:200]!r}", code="artifact_not_found"
         ) from None
     return FileResponse(
-        path,
+        _stored(path, job_id),
         media_type=entry["content_type"],
         filename=path.name,
         headers={"X-Content-SHA256": entry["sha256"]},

@@ -23,6 +23,7 @@ from ..errors import Conflict, NotFound, ServiceUnavailable, Unprocessable
 from ..ids import DATASET, IDEMPOTENCY_KEY_PATTERN, JOB, MODEL, JobCursor, is_id
 from ..netguard import UrlRefused, check_url
 from ..objects import job_model
+from ..routing import decide
 from ..schemas import JobCreate, JobObject, Page, job_object, page
 from ..settings import Settings
 from ..storage import OutsideRoot, Storage, inside
@@ -102,7 +103,19 @@ def _create_job(
             return replay
     _validate_references(session, settings, storage, tenant, body)
     _validate_outbound(settings, tenant, body)
-    job = job_store.create_job(session, tenant=tenant, spec=spec, metadata=body.metadata)
+    routing = decide(session, settings, body.options.device)
+    job = job_store.create_job(
+        session, tenant=tenant, spec=spec, metadata=body.metadata, routed_to=routing.device_class
+    )
+    if routing.warning:
+        job_store.add_event(
+            session,
+            job.id,
+            type="message",
+            level="warning",
+            message=routing.warning,
+            data={"routed_to": routing.device_class, "queue": routing.queue},
+        )
     if idempotency_key:
         job_store.remember_idempotency_key(session, tenant, idempotency_key, request_hash, job.id)
     try:
@@ -116,7 +129,7 @@ def _create_job(
             raise
         return replay
     try:
-        queue.enqueue(job.id)
+        queue.enqueue(job.id, routing.device_class)
     except BrokerUnavailable:
         # Never a job that exists but will never run: take it back and let the client retry.
         job_store.delete_job(session, job.id)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -35,6 +35,9 @@ from .models import (
 )
 from .webhooks import record_event
 
+# The queue class of a job from before routing (the migration gives active ones a class).
+CPU_CLASS = "cpu"
+
 
 def _set(session: Session, where: Sequence[Any], **values: Any) -> bool:
     """One conditional UPDATE of jobs; True when it matched a row."""
@@ -49,7 +52,12 @@ def _set(session: Session, where: Sequence[Any], **values: Any) -> bool:
 
 
 def create_job(
-    session: Session, *, tenant: str, spec: dict[str, Any], metadata: dict[str, Any]
+    session: Session,
+    *,
+    tenant: str,
+    spec: dict[str, Any],
+    metadata: dict[str, Any],
+    routed_to: str,
 ) -> Job:
     t = now()
     job = Job(
@@ -59,12 +67,19 @@ def create_job(
         spec=spec,
         job_metadata=metadata,
         attempts=0,
+        routed_to=routed_to,
         created_at=t,
         enqueued_at=t,
     )
     session.add(job)
     session.flush()
-    add_event(session, job.id, type="status", message="job queued", data={"status": QUEUED})
+    add_event(
+        session,
+        job.id,
+        type="status",
+        message=f"job queued for a {routed_to.upper()} worker",
+        data={"status": QUEUED, "routed_to": routed_to},
+    )
     return job
 
 
@@ -230,13 +245,20 @@ class Claim:
 
 
 def claim_job(
-    session: Session, job_id: str, *, worker: str, stale_before: float, max_attempts: int
+    session: Session,
+    job_id: str,
+    *,
+    worker: str,
+    stale_before: float,
+    max_attempts: int,
+    runs_on: dict[str, Any] | None = None,
 ) -> Claim | None:
     """Take ``job_id`` for this attempt, or None when it is not ours to run.
 
     A job is claimable when queued, or when running with a heartbeat older than ``stale_before``
     (its worker died and the broker redelivered before the reconciler noticed). A stale job that
-    has used up its attempts is failed here instead.
+    has used up its attempts is failed here instead. ``runs_on`` (the worker's ``device_class``,
+    ``device`` and ``device_name``) goes into the "running" event, so the job says where it ran.
     """
     token = secrets.token_hex(16)
     t = now()
@@ -261,12 +283,13 @@ def claim_job(
         job = session.get(Job, job_id)
         assert job is not None
         session.refresh(job)
+        where = f" on {runs_on['device_name']}" if runs_on else ""
         add_event(
             session,
             job_id,
             type="status",
-            message=f"job running (attempt {job.attempts})",
-            data={"status": RUNNING, "attempt": job.attempts},
+            message=f"job running{where} (attempt {job.attempts})",
+            data={"status": RUNNING, "attempt": job.attempts, **(runs_on or {})},
         )
         return Claim(job_id, token, job.attempts)
     exhausted = [Job.id == job_id, claimable, Job.attempts >= max_attempts]
@@ -394,6 +417,8 @@ class Reconciled:
     failed: list[str]
     cancelled: list[str]
     reenqueued: list[str]
+    # The device class of each job to enqueue: the queue it was routed to at creation.
+    routes: dict[str, str] = field(default_factory=dict)
 
     @property
     def to_enqueue(self) -> list[str]:
@@ -419,12 +444,13 @@ def reconcile(
     stale = t - heartbeat_timeout_s
     out = Reconciled([], [], [], [])
     rows = session.execute(
-        select(Job.id, Job.status, Job.attempts, Job.stage).where(
+        select(Job.id, Job.status, Job.attempts, Job.stage, Job.routed_to).where(
             Job.status.in_((RUNNING, CANCELLING)),
             or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < stale),
         )
     ).all()
-    for job_id, status, attempts, stage in rows:
+    for job_id, status, attempts, stage, routed_to in rows:
+        out.routes[job_id] = routed_to or CPU_CLASS
         is_stale = [
             Job.id == job_id,
             Job.status == status,
@@ -450,10 +476,13 @@ def reconcile(
                 data={"status": QUEUED, "attempt": attempts},
             )
             out.requeued.append(job_id)
-    waiting = session.scalars(
-        select(Job.id).where(Job.status == QUEUED, Job.enqueued_at < t - queued_timeout_s)
+    waiting = session.execute(
+        select(Job.id, Job.routed_to).where(
+            Job.status == QUEUED, Job.enqueued_at < t - queued_timeout_s
+        )
     ).all()
-    for job_id in waiting:
+    for job_id, routed_to in waiting:
+        out.routes[job_id] = routed_to or CPU_CLASS
         if _set(
             session,
             [Job.id == job_id, Job.status == QUEUED, Job.enqueued_at < t - queued_timeout_s],

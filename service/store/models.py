@@ -86,6 +86,9 @@ class Job(Base):
     worker: Mapped[str | None] = mapped_column(String(255))
     heartbeat_at: Mapped[float | None] = mapped_column(Float)
     enqueued_at: Mapped[float | None] = mapped_column(Float)
+    # The device class whose queue the job was sent to at creation ("cpu" or "gpu"); every
+    # re-enqueue uses it again. NULL only on jobs that ended before routing existed.
+    routed_to: Mapped[str | None] = mapped_column(String(8))
     created_at: Mapped[float] = mapped_column(Float)
     started_at: Mapped[float | None] = mapped_column(Float)
     finished_at: Mapped[float | None] = mapped_column(Float)
@@ -147,7 +150,8 @@ class IdempotencyKey(Base):
 
 
 class Worker(Base):
-    """A worker process seen recently: written by the worker's heartbeat, read by ``/readyz``."""
+    """A worker process and what it runs on: written by its heartbeat, read by ``/readyz``,
+    ``GET /v1/workers`` and job routing (a GPU worker seen recently)."""
 
     __tablename__ = "workers"
 
@@ -155,6 +159,13 @@ class Worker(Base):
     hostname: Mapped[str] = mapped_column(String(255))
     started_at: Mapped[float] = mapped_column(Float)
     last_seen_at: Mapped[float] = mapped_column(Float)
+    # "cpu" or "gpu": the queue class it consumes. Rows from before these columns say "cpu".
+    device_class: Mapped[str] = mapped_column(String(8), default="cpu", server_default="cpu")
+    queue: Mapped[str | None] = mapped_column(String(128))
+    device: Mapped[str | None] = mapped_column(String(16))  # the torch device type it runs on
+    device_name: Mapped[str | None] = mapped_column(String(255))
+    memory_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    concurrency: Mapped[int | None] = mapped_column(Integer)
 
 
 class WebhookDelivery(Base):

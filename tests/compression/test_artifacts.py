@@ -186,6 +186,12 @@ def report_data(*, with_test: bool = True) -> dict:
             "size_mb": 12.59,
             "safetensors_bytes": 13_200_000,
             "latency_ms": {"batch_1": 2.5, "batch_32": 16.0},
+            "latency": {
+                "batch_1": latency_pair(3.2, 2.5),
+                "batch_32": latency_pair(21.5, 16.0),
+                "threads": 2,
+                "busy": False,
+            },
             "accuracy_to_size_ratio": 7.188,
             "original_accuracy_to_size_ratio": 5.362,
             "improvement_factor": 1.3406,
@@ -195,6 +201,16 @@ def report_data(*, with_test: bool = True) -> dict:
         "export": {"formats": ["hf"], "reload_max_abs_logit_diff": 1e-6},
         "timings": {"preparing": 1.5, "sweeping": 12.0, "total": 20.0},
         "sweep": {"measurements": 12, "cache_hits": 30},
+    }
+
+
+def latency_pair(original_ms: float, compressed_ms: float) -> dict:
+    return {
+        "original_ms": original_ms,
+        "compressed_ms": compressed_ms,
+        "speedup": original_ms / compressed_ms,
+        "spread": 0.05,
+        "repeats": 6,
     }
 
 
@@ -381,12 +397,21 @@ def test_model_card_front_matter_and_metrics(tmp_path: Path) -> None:
     assert "| Validation accuracy | 90.00% | 90.50% | +0.50 pts |" in body
     assert "| Test accuracy | 88.00% | 89.00% | +1.00 pts |" in body
     assert "| Latency, batch 32 (ms) | 21.50 | 16.00 |" in body
+    assert "1.34× faster at batch 32" in body and "busy" not in body
     assert "| Validation accuracy | 89.50% | 90.50% | +1.00 pts |" in body  # distillation
     assert "| `fusion-random-forest` (exported) | 4, 5, 6 | 89.50% | 90.50% | 89.00% | 3 |" in body
     assert "| `uniform` | 1, 3, 5 | 50.00% | 87.10% | n/a | 2 |" in body
     assert "1.34×" in body and "18.84" in body and "reported as measured" in body
     assert "AutoModelForSequenceClassification.from_pretrained" in body
     assert not re.search(r"\bnan\b", body, flags=re.IGNORECASE)
+
+
+def test_model_card_says_when_the_machine_was_busy(tmp_path: Path) -> None:
+    data = report_data()
+    data["final"]["latency"].update(busy=True, note="The machine was busy while timing.")
+    path = tmp_path / "README.md"
+    write_model_card(Report.model_validate(data), path)
+    assert "The machine was busy while timing." in path.read_text()
 
 
 def test_model_card_without_test_split(tmp_path: Path) -> None:

@@ -37,6 +37,7 @@ def test_compress_writes_a_smaller_model(tiny_classifier, synthetic_data, tmp_pa
     assert code == 0
     out = capsys.readouterr().out
     assert "removed layers" in out
+    assert "latency (timed side by side):" in out and "at batch 32" in out
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out" / "model")
     assert model.config.num_hidden_layers == 3
     report = json.loads((tmp_path / "out" / "report.json").read_text())

@@ -87,6 +87,13 @@ def test_report_json_is_exactly_the_typed_report(run):
     assert list(report) == list(Report.model_fields)
     assert set(report["baseline"]["validation"]) == METRICS
     assert set(report["baseline"]["latency_ms"]) == {"batch_1", "batch_32"}
+    # Both latencies come from one side-by-side timing, and the speedup is in the summary.
+    side_by_side = report["final"]["latency"]
+    for size in ("batch_1", "batch_32"):
+        assert report["baseline"]["latency_ms"][size] == side_by_side[size]["original_ms"]
+        assert report["final"]["latency_ms"][size] == side_by_side[size]["compressed_ms"]
+        assert side_by_side[size]["speedup"] > 0
+    assert result.summary["latency"] == side_by_side
     assert report["fusion"]["linear-regression"]["coefficients"]
     assert report["fusion"]["random-forest"]["feature_importances"]
     assert set(report["distillation"]["after"]["validation"]) == METRICS

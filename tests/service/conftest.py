@@ -34,16 +34,19 @@ API_KEYS = f"acme:{ACME_KEY},globex:{GLOBEX_KEY}"
 
 
 class FakeQueue:
-    """Records enqueued job ids; ``down = True`` makes it behave like an unreachable broker."""
+    """Records enqueued job ids and the device class each went to; ``down = True`` makes it
+    behave like an unreachable broker."""
 
     def __init__(self) -> None:
         self.enqueued: list[str] = []
+        self.routes: dict[str, str] = {}
         self.down = False
 
-    def enqueue(self, job_id: str) -> None:
+    def enqueue(self, job_id: str, device_class: str) -> None:
         if self.down:
             raise BrokerUnavailable("connection refused")
         self.enqueued.append(job_id)
+        self.routes[job_id] = device_class
 
     def ping(self) -> bool:
         return not self.down

@@ -9,6 +9,12 @@ from typing import Any
 import httpx
 
 from layerfuse.compression.inspection import MODEL_FILES, SHARD_PATTERN
+from layerfuse.service.store import now
+from layerfuse.service.store import workers as worker_store
+from layerfuse.worker.devices import cpu_device
+
+# The worker the in-process tests run jobs as: this machine's CPU.
+CPU_WORKER = cpu_device()
 
 
 def model_files(folder: Path) -> list[Path]:
@@ -135,3 +141,19 @@ def verify_standard_webhook(secret: str, headers: dict[str, str], body: bytes) -
     assert any(hmac.compare_digest(expected, s) for s in signatures), "bad webhook-signature"
     payload: dict[str, Any] = json.loads(body)
     return payload
+
+
+def a_worker(device_class: str = "cpu", **overrides: Any) -> worker_store.Description:
+    """What a worker of ``device_class`` says in its heartbeat."""
+    values: dict[str, Any] = dict(
+        hostname="host-1",
+        started_at=now(),
+        device_class=device_class,
+        queue=device_class,
+        device="cuda" if device_class == "gpu" else "cpu",
+        device_name="NVIDIA H100" if device_class == "gpu" else "a CPU",
+        memory_bytes=80 * 2**30,
+        concurrency=1,
+    )
+    values.update(overrides)
+    return worker_store.Description(**values)

@@ -178,3 +178,31 @@ def test_submit_and_compress_pass_compare_to_the_spec(given, compare) -> None:
         fields = method_fields(args)
         fields.pop("columns")
         assert MethodSpec(**fields).distillation.compare == compare
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["--device", "cuda"], {"CUDA_VISIBLE_DEVICES": ""}, "torch sees no CUDA device"),
+        (["--pretend-gpu"], {"LAYERFUSE_ENV": "production"}, "for the test suite"),
+        (["--gpus", "0", "--device", "cpu"], {}, "--gpus starts CUDA workers"),
+        (["--gpus", "0,0"], {}, "distinct GPU indexes"),
+    ],
+    ids=["cuda-without-gpu", "pretend-outside-tests", "gpus-on-cpu", "gpus-repeated"],
+)
+def test_a_worker_refuses_a_device_it_cannot_serve(
+    tmp_path: Path, args: list[str], env: dict[str, str], message: str
+) -> None:
+    """Exit 2 with the reason, never a worker that consumes the wrong queue."""
+    variables = {**os.environ, "LAYERFUSE_DATA_DIR": str(tmp_path), "LAYERFUSE_ENV": "test"}
+    variables.pop("DATABASE_URL", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "layerfuse.cli", "worker", *args],
+        cwd=REPO,
+        env={**variables, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr

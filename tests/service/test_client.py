@@ -32,9 +32,10 @@ from layerfuse.service.settings import Settings
 from layerfuse.service.storage import Storage
 from layerfuse.service.store import Database, now
 from layerfuse.service.store import jobs as job_store
+from layerfuse.service.store import workers as worker_store
 
 from .conftest import ACME_KEY, FakeQueue
-from .helpers import job_body
+from .helpers import a_worker, job_body
 
 
 @pytest.fixture
@@ -74,6 +75,9 @@ def test_every_route_through_the_client(
 ) -> None:
     assert lf.health() == {"status": "ok"}
     assert lf.ready()["status"] == "not ready"  # no worker has been seen: answered, not raised
+    with db.session() as session:
+        worker_store.touch(session, "host-1:1", a_worker())
+    assert [w["name"] for w in lf.list_workers()] == ["host-1:1"]
 
     model = lf.upload_model(tiny_classifier)
     assert (model["object"], model["num_layers"]) == ("model", 4)

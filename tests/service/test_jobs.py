@@ -22,7 +22,14 @@ from layerfuse.service.store import SUCCEEDED, Database, now
 from layerfuse.service.store import jobs as job_store
 from tests.factories import write_jsonl
 
-from .helpers import assert_problem, job_body, parse_sse, upload_dataset, upload_model
+from .helpers import (
+    a_worker,
+    assert_problem,
+    job_body,
+    parse_sse,
+    upload_dataset,
+    upload_model,
+)
 
 
 @pytest.fixture
@@ -318,6 +325,10 @@ def test_another_tenants_jobs_answer_404(client: TestClient, globex: TestClient,
 def test_events_page_and_stream_end_after_the_terminal_event(
     client: TestClient, uploaded, db: Database
 ) -> None:
+    from layerfuse.service.store import workers as worker_store
+
+    with db.session() as session:  # a CPU worker online: no "nobody will run it" warning
+        worker_store.touch(session, "w1", a_worker())
     job = create(client, uploaded).json()
     play_worker(db, job["id"])
     page = client.get(f"/v1/jobs/{job['id']}/events").json()
@@ -405,6 +416,13 @@ def test_artifacts_list_download_by_name_and_model_zip(
         response = client.get(f"/v1/jobs/{job['id']}/artifacts/{name}")
         assert_problem(response, 404, "artifact_not_found")
 
+    # Outputs removed from the data directory behind the service's back: 404s, never a 500.
+    (output / "report.json").unlink()
+    (output / "model" / "config.json").unlink()
+    assert_problem(client.get(f"/v1/jobs/{job['id']}/report"), 404, "artifact_not_found")
+    response = client.get(f"/v1/jobs/{job['id']}/artifacts/model/config.json")
+    assert_problem(response, 404, "artifact_not_found")
+
 
 def test_errors_are_problem_json_without_internals(client: TestClient) -> None:
     assert_problem(client.get("/v1/nothing-here"), 404, "not_found")
@@ -445,11 +463,12 @@ def test_readyz_and_metrics(client: TestClient, uploaded, db: Database, queue) -
     assert not_ready.status_code == 503
     assert not_ready.json()["checks"] == {"database": "ok", "broker": "ok", "worker": "none seen"}
     with db.session() as session:
-        worker_store.touch(session, name="w1", hostname="h", started_at=now())
-    assert anonymous.get("/readyz").json() == {
-        "status": "ready",
-        "checks": {"database": "ok", "broker": "ok", "worker": "ok"},
-    }
+        worker_store.touch(session, "w1", a_worker())
+    ready = anonymous.get("/readyz").json()
+    assert ready["status"] == "ready"
+    assert ready["checks"] == {"database": "ok", "broker": "ok", "worker": "ok"}
+    assert [w["device_class"] for w in ready["workers"]] == ["cpu"]
+    assert "w1" not in anonymous.get("/readyz").text  # no host or process names unauthenticated
     queue.down = True
     assert anonymous.get("/readyz").json()["checks"]["broker"] == "unreachable"
     queue.down = False

@@ -8,7 +8,6 @@ the ones the document declares (one ``Problem`` schema for every error).
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from layerfuse.service.store import Database
 from layerfuse.service.store import workers as worker_store
 
 from .conftest import ACME_KEY, FakeQueue
-from .helpers import job_body, upload_dataset, upload_model
+from .helpers import a_worker, job_body, upload_dataset, upload_model
 
 # Per operation and backend; keeps the module around a minute on two busy cores.
 MAX_EXAMPLES = 12
@@ -60,7 +59,7 @@ def test_the_api_keeps_its_contract(
         train = upload_dataset(client, synthetic_data["train"]).json()["id"]
         assert client.post("/v1/jobs", json=job_body(model, train)).status_code == 201
         with db.session() as session:  # a worker seen: /readyz answers 200, not its 503
-            worker_store.touch(session, name="fuzz", hostname="fuzz", started_at=time.time())
+            worker_store.touch(session, "fuzz", a_worker())
         schema = schemathesis.openapi.from_asgi("/openapi.json", app)
         failures: dict[str, str] = {}
         operations = [result.ok() for result in schema.get_all_operations()]

