@@ -28,6 +28,7 @@ def model_card(report: Report) -> bytes:
         _distillation(report),
         _vocabulary(report),
         _formats(report),
+        _recovery(report),
         _strategies(report),
         _factor(report),
         _usage(report),
@@ -246,6 +247,40 @@ def _formats(report: Report) -> str:
             f"| {fmt(latency and latency['batch_32'], 'ms')} "
             f"| {fmt(row.accuracy_to_size_ratio, 'ratio')} |"
         )
+    return "\n" + "\n".join(lines) + "\n"
+
+
+def _recovery(report: Report) -> str:
+    """The healed comparison: every candidate recovered with the same recipe, the export marked."""
+    recovery = report.recovery
+    if not recovery.candidates:
+        return ""
+    k = report.selection.layers_removed
+    lines = [
+        f"## Candidates compared after recovery ({k} layer(s) removed)",
+        "",
+        "Each candidate was recovered with the same recipe; the best on validation was exported.",
+        "",
+        "| candidate | removed layers | validation before | validation after | test after | "
+        "epochs |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for c in recovery.candidates:
+        mark = " (exported)" if c.exported else ""
+        test = c.after.test["accuracy"] if c.after.test else None
+        lines.append(
+            f"| `{c.candidate}`{mark} | {_layers(c.removed_layers)} | "
+            f"{fmt(c.before.validation['accuracy'], 'pct')} | "
+            f"{fmt(c.after.validation['accuracy'], 'pct')} | {fmt(test, 'pct')} | "
+            f"{fmt_int(c.epochs_run)} |"
+        )
+    if recovery.depth_search:
+        tried = ", ".join(
+            f"k={t.layers_removed} {'met' if t.met_target else 'missed'} "
+            f"({fmt(t.validation_accuracy, 'pct')})"
+            for t in recovery.depth_search
+        )
+        lines += ["", f"Depths recovered to choose the depth: {tried}."]
     return "\n" + "\n".join(lines) + "\n"
 
 

@@ -98,9 +98,11 @@ def load_model(info: ModelInfo, labels: list[str], *, head_matches: bool) -> Loa
 
 def pruned_copy(model: PreTrainedModel, adapter: Adapter, kept: list[int]) -> PreTrainedModel:
     """A standalone copy of ``model`` keeping only original layers ``kept`` (sorted)."""
-    layers = list(adapter.layers(model))
     clone = copy.deepcopy(model)
-    adapter.set_layers(clone, [copy.deepcopy(layers[i]) for i in kept])
+    # The kept layers are the clone's own, so they share its config: a layer copied on its own
+    # would carry a private config that ``set_attn_implementation`` on the clone never reaches.
+    layers = list(adapter.layers(clone))
+    adapter.set_layers(clone, [layers[i] for i in kept])
     for new_index, layer in enumerate(adapter.layers(clone)):
         # Layer indices address KV caches; keep them consistent with the new positions.
         for module in layer.modules():

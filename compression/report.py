@@ -229,6 +229,10 @@ else:
 
 
 class SelectionReport(Section):
+    """The exported model's layers. ``strategy`` names the candidate exported (the job's strategy,
+    or a compared one that recovered better on validation); ``depth_strategy`` the strategy whose
+    curve chose the depth, and ``depths_tried`` the depths recovered to choose it."""
+
     strategy: str
     target: Target
     layers_removed: int
@@ -236,6 +240,8 @@ class SelectionReport(Section):
     kept_layers: list[int]
     validation_accuracy: float
     met_target: bool
+    depth_strategy: str | None = _optional()
+    depths_tried: list[int] | None = _optional()
 
 
 class DistillationReport(Section):
@@ -249,6 +255,41 @@ class DistillationReport(Section):
     alpha: float
     best_epoch: int | None = _optional()
     history: list[EpochMetrics] | None = _optional()
+
+
+class RecoveredCandidate(Section):
+    """One recovered candidate of the healed comparison: its layers, metrics before and after
+    the same recovery, and what the recovery took."""
+
+    candidate: str
+    removed_layers: list[int]
+    before: Evaluation
+    after: Evaluation
+    epochs_run: int
+    best_epoch: int
+    seconds: float
+    exported: bool
+
+
+class DepthTrial(Section):
+    """A depth the search for ``max_accuracy_drop`` recovered, and whether it met the target."""
+
+    layers_removed: int
+    strategy: str
+    removed_layers: list[int]
+    validation_accuracy: float
+    met_target: bool
+
+
+class RecoveryReport(Section):
+    """Every recovery the job ran: the depth search's trials and the healed comparison at the
+    selected depth (empty when distillation is off or the model is kept whole)."""
+
+    schedule: str
+    teacher_seconds: float
+    depth_search: list[DepthTrial]
+    candidates: list[RecoveredCandidate]
+    exported: str | None = _optional()
 
 
 class LatencyPair(Section):
@@ -384,6 +425,7 @@ class Report(Section):
     signals: list[SignalRow]
     selection: SelectionReport
     distillation: DistillationReport
+    recovery: RecoveryReport
     final: FinalReport
     export: ExportReport
     formats: dict[str, FormatReport] = Field(default_factory=dict)

@@ -5,6 +5,7 @@ Selection reads validation metrics only; test metrics are for reporting.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .catalogue import AUTO, RANDOM
@@ -121,3 +122,35 @@ def select(
     )
     point = candidates[name][k]
     return Selection(name, point, [i for i in range(num_layers) if i not in point.removed], met)
+
+
+def point_at(curves: dict[str, Curve], strategy: str, k: int) -> tuple[str, CurvePoint]:
+    """The strategy and curve point at depth ``k``: ``strategy``'s, or with ``auto`` the one best
+    on validation before recovery (ties to the first in method order), as :func:`select` picks."""
+    if strategy == RANDOM:
+        strategy = f"{RANDOM}/seed-0"
+    if strategy != AUTO:
+        return strategy, curves[strategy][k]
+    names = list(curves)
+    name = max(names, key=lambda n: (_accuracy(curves[n][k]), -names.index(n)))
+    return name, curves[name][k]
+
+
+def deepest_within(
+    floor: float, start: int, max_k: int, recovered_accuracy: Callable[[int], float]
+) -> int:
+    """The deepest k in ``[start, max_k]`` whose recovered validation accuracy is at least
+    ``floor``, by bisection: accuracy after recovery falls with depth, so about log2(max_k)
+    depths are recovered rather than all of them.
+
+    ``start`` is known to meet the floor (the deepest depth that met it before recovery, which
+    recovery cannot lower; 0 for the whole model) and is never recovered here.
+    """
+    passing, failing = start, max_k + 1
+    while failing - passing > 1:
+        k = (passing + failing + 1) // 2
+        if recovered_accuracy(k) >= floor:
+            passing = k
+        else:
+            failing = k
+    return passing

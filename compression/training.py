@@ -10,12 +10,13 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .batching import Encoded
+from .batching import Batch, Encoded
 from .device import Runtime
 from .evaluation import EvalSet
 from .progress import ProgressTracker
@@ -38,6 +39,18 @@ class Distill:
     teacher_logits: torch.Tensor
     temperature: float
     alpha: float
+
+
+class ExtraLoss(Protocol):
+    """A term added to the training loss (the hidden-state and attention terms of recovery).
+
+    ``forward_kwargs`` are passed to the model's forward (``output_hidden_states=True``) so the
+    term can read what it needs from the outputs.
+    """
+
+    forward_kwargs: dict[str, bool]
+
+    def __call__(self, outputs: Any, batch: Batch) -> torch.Tensor: ...
 
 
 @dataclass
@@ -91,10 +104,18 @@ def train(
     batch_size: int,
     seed: int,
     distill: Distill | None = None,
+    extra_loss: ExtraLoss | None = None,
+    patience: int | None = None,
     on_batch: Callable[[float], None] = lambda fraction: None,
     on_epoch: Callable[[int, Metrics], None] = lambda epoch, metrics: None,
 ) -> TrainResult:
-    """Train ``model`` in place and leave it at its best epoch by validation accuracy."""
+    """Train ``model`` in place and leave it at its best epoch by validation accuracy.
+
+    Args:
+        extra_loss: added to the cross-entropy or distillation loss of every batch.
+        patience: stop once this many epochs in a row have not improved on the best; the
+            learning-rate schedule still spans ``epochs``, so stopping early changes no step.
+    """
     torch.manual_seed(seed)
     rng = random.Random(seed)
     steps_per_epoch = -(-len(data) // batch_size)
@@ -114,12 +135,16 @@ def train(
         for batch in data.shuffled_batches(batch_size, rng):
             batch = batch.to(runtime.device)
             with runtime.autocast():
-                logits = model(**batch.inputs).logits.float()
+                outputs = model(**batch.inputs, **(extra_loss.forward_kwargs if extra_loss else {}))
+                extra = extra_loss(outputs, batch) if extra_loss else None
+            logits = outputs.logits.float()
             if distill is None:
                 loss = F.cross_entropy(logits, batch.labels)
             else:
                 teacher = distill.teacher_logits[batch.indices].to(runtime.device)
                 loss = kd_loss(logits, teacher, batch.labels, distill.temperature, distill.alpha)
+            if extra is not None:
+                loss = loss + extra.float()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
@@ -134,6 +159,8 @@ def train(
         if metrics["accuracy"] > result.best["accuracy"]:
             result.best, result.best_epoch = metrics, epoch
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        elif patience is not None and epoch - result.best_epoch >= patience:
+            break
     model.load_state_dict(best_state)
     model.eval()
     return result

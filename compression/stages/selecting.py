@@ -17,11 +17,14 @@ from .preparing import Prepared
 
 @dataclass(frozen=True)
 class Selected:
-    """The chosen strategy and depth, and every strategy's curve (``random`` as its mean too)."""
+    """The chosen strategy and depth before recovery, every strategy's curve (``random`` as its
+    mean too) and the real trajectories' curves, from which recovery may choose another depth."""
 
     selection: Selection
     report: SelectionReport
     strategies: dict[str, StrategyReport]
+    curves: dict[str, Curve]
+    baseline_accuracy: float
 
 
 def select_depth(
@@ -30,7 +33,7 @@ def select_depth(
     spec = prepared.spec
     curves = {sid: fused.sweep.curve(t) for sid, t in fused.trajectories.items()}
     selection = select(curves, spec.strategy, spec.target, prepared.num_layers, baseline.accuracy)
-    note = "" if selection.met_target else " (no depth met the target; the model is kept whole)"
+    note = "" if selection.met_target else " (no depth met the target before recovery)"
     tracker.event(
         "message",
         f"selected {selection.strategy}: remove layers {selection.removed_layers} "
@@ -41,7 +44,11 @@ def select_depth(
         met_target=selection.met_target,
     )
     return Selected(
-        selection, selection.to_report(spec.target), strategy_reports(fused.trajectories, curves)
+        selection,
+        selection.to_report(spec.target),
+        strategy_reports(fused.trajectories, curves),
+        curves,
+        baseline.accuracy,
     )
 
 

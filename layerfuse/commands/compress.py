@@ -66,7 +66,19 @@ def add_method_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="keep only the tokens the training and validation data use (a smaller embedding)",
     )
-    method.add_argument("--distill-epochs", type=int, default=3)
+    method.add_argument(
+        "--distill-epochs",
+        type=int,
+        default=None,
+        help="recovery's maximum epochs at one layer removed (default 2; more per extra layer)",
+    )
+    method.add_argument(
+        "--compare",
+        default=None,
+        metavar="IDS",
+        help="candidates recovered beside the strategy's at the selected depth, comma-separated "
+        "(default: drop-top,uniform; 'none' turns the comparison off)",
+    )
     method.add_argument("--max-length", type=int, default=128)
     method.add_argument("--n-calib", type=int, default=512)
     method.add_argument("--seed", type=int, default=0)
@@ -101,7 +113,7 @@ def method_fields(args: argparse.Namespace) -> dict[str, Any]:
         "strategy": args.strategy,
         "strategies": strategies,
         "target": target,
-        "distillation": {"enabled": not args.no_distill, "epochs": args.distill_epochs},
+        "distillation": distillation_fields(args),
         "export": {
             "formats": _formats(args),
             "vocabulary": "trim" if args.trim_vocabulary else "full",
@@ -119,6 +131,17 @@ def method_fields(args: argparse.Namespace) -> dict[str, Any]:
             "label_column": args.label_column,
         },
     }
+
+
+def distillation_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``distillation`` fields the arguments set; the rest keep the spec's defaults."""
+    fields: dict[str, Any] = {"enabled": not args.no_distill}
+    if args.distill_epochs is not None:
+        fields["epochs"] = args.distill_epochs
+    if args.compare is not None:
+        names = [c.strip() for c in args.compare.split(",") if c.strip()]
+        fields["compare"] = [] if names == ["none"] else names
+    return fields
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

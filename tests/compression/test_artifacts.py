@@ -147,6 +147,37 @@ def report_data(*, with_test: bool = True) -> dict:
             "temperature": 2.0,
             "alpha": 0.5,
         },
+        "recovery": {
+            "schedule": "one-shot",
+            "teacher_seconds": 1.5,
+            "depth_search": [],
+            "candidates": [
+                {
+                    "candidate": "fusion-random-forest",
+                    "removed_layers": [4, 5, 6],
+                    "before": {"validation": metrics(0.895), "test": test},
+                    "after": {
+                        "validation": metrics(0.905),
+                        "test": metrics(0.89) if with_test else None,
+                    },
+                    "epochs_run": 3,
+                    "best_epoch": 2,
+                    "seconds": 20.0,
+                    "exported": True,
+                },
+                {
+                    "candidate": "uniform",
+                    "removed_layers": [1, 3, 5],
+                    "before": {"validation": metrics(0.5), "test": test},
+                    "after": {"validation": metrics(0.871), "test": None},
+                    "epochs_run": 2,
+                    "best_epoch": 1,
+                    "seconds": 14.0,
+                    "exported": False,
+                },
+            ],
+            "exported": "fusion-random-forest",
+        },
         "final": {
             "validation": metrics(0.905),
             "test": metrics(0.89) if with_test else None,
@@ -368,6 +399,8 @@ def test_model_card_front_matter_and_metrics(tmp_path: Path) -> None:
     assert "| Latency, batch 32 (ms) | 21.50 | 16.00 |" in body
     assert "1.34× faster at batch 32" in body and "busy" not in body
     assert "| Validation accuracy | 89.50% | 90.50% | +1.00 pts |" in body  # distillation
+    assert "| `fusion-random-forest` (exported) | 4, 5, 6 | 89.50% | 90.50% | 89.00% | 3 |" in body
+    assert "| `uniform` | 1, 3, 5 | 50.00% | 87.10% | n/a | 2 |" in body
     assert "1.34×" in body and "18.84" in body and "reported as measured" in body
     assert "AutoModelForSequenceClassification.from_pretrained" in body
     assert not re.search(r"\bnan\b", body, flags=re.IGNORECASE)

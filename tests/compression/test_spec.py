@@ -26,11 +26,10 @@ def test_defaults_follow_the_method():
         512,
         3,
     )
-    assert (spec.distillation.temperature, spec.distillation.alpha, spec.distillation.epochs) == (
-        2.0,
-        0.5,
-        3,
-    )
+    kd = spec.distillation
+    assert (kd.temperature, kd.alpha, kd.epochs, kd.epochs_per_layer) == (2.0, 0.5, 2, 1)
+    assert [kd.max_epochs(k) for k in (1, 2, 3)] == [2, 3, 4]
+    assert (kd.hidden_weight, kd.schedule, kd.compare) == (0.0, "one-shot", ["drop-top", "uniform"])
 
 
 @pytest.mark.parametrize(
@@ -50,6 +49,19 @@ def test_target_takes_exactly_one_form(target):
         ({"strategy": "magic"}, "strategy"),
         ({"strategies": ["drop-top", "nope"]}, "strategies"),
         ({"options": {"unknown": 1}}, "options.unknown"),
+        ({"distillation": {"hidden_weight": 101}}, "distillation.hidden_weight"),
+        ({"distillation": {"attention_weight": -0.5}}, "distillation.attention_weight"),
+        ({"distillation": {"hidden_distance": "l1"}}, "distillation.hidden_distance"),
+        ({"distillation": {"schedule": "gradual"}}, "distillation.schedule"),
+        ({"distillation": {"compare": ["nope"]}}, "distillation.compare"),
+        (
+            {
+                "strategies": ["drop-top"],
+                "strategy": "drop-top",
+                "distillation": {"compare": ["weight-magnitude"]},
+            },
+            "distillation",
+        ),
     ],
 )
 def test_out_of_bounds_fields_are_named(fields, where):

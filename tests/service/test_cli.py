@@ -160,6 +160,27 @@ def test_up_refuses_weak_configured_keys_before_starting_anything(tmp_path: Path
 
 
 @pytest.mark.parametrize(
+    ("given", "compare"),
+    [
+        ([], ["drop-top", "uniform"]),
+        (["--compare", "none"], []),
+        (["--compare", "uniform"], ["uniform"]),
+    ],
+)
+def test_submit_and_compress_pass_compare_to_the_spec(given, compare) -> None:
+    from layerfuse.commands.compress import method_fields
+    from layerfuse.compression.spec import MethodSpec
+
+    for command in ("submit", "compress"):
+        args = build_parser().parse_args(
+            [command, "--model", "m", "--train", "t.jsonl", "--out", "o", *given]
+        )
+        fields = method_fields(args)
+        fields.pop("columns")
+        assert MethodSpec(**fields).distillation.compare == compare
+
+
+@pytest.mark.parametrize(
     ("args", "env", "message"),
     [
         (["--device", "cuda"], {"CUDA_VISIBLE_DEVICES": ""}, "torch sees no CUDA device"),

@@ -112,6 +112,19 @@ def test_create_validates_stores_then_enqueues(client: TestClient, uploaded, que
     [
         ({"options": {"max_length": 513}}, 422, "invalid_request", "options.max_length"),
         ({"distillation": {"epochs": 21}}, 422, "invalid_request", "distillation.epochs"),
+        (
+            {"distillation": {"hidden_weight": -1}},
+            422,
+            "invalid_request",
+            "distillation.hidden_weight",
+        ),
+        (
+            {"distillation": {"hidden_distance": "l1"}},
+            422,
+            "invalid_request",
+            "distillation.hidden_distance",
+        ),
+        ({"distillation": {"compare": ["nope"]}}, 422, "invalid_request", "distillation.compare"),
         ({"options": {"n_calib": 5000}}, 422, "invalid_request", "options.n_calib"),
         ({"strategy": "magic"}, 422, "invalid_request", "strategy"),
         ({"strategies": ["drop-top", "nope"]}, 422, "invalid_request", "strategies"),

@@ -1,0 +1,173 @@
+"""Recovery on tiny models: the layer map, the extra loss terms, early stopping, the healed
+comparison and the depth search on recovered accuracy."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification
+
+from layerfuse.compression import compress
+from layerfuse.compression.evaluation import EvalSet
+from layerfuse.compression.models import pruned_copy
+from layerfuse.compression.recovery import (
+    LayerMappedLoss,
+    baseline_removal,
+    layer_map,
+    uniform_kept,
+)
+from layerfuse.compression.selection import deepest_within
+from layerfuse.compression.spec import Distillation
+from layerfuse.compression.training import train
+from tests.compression.helpers import FP32, encoded_rows, load_eager
+from tests.compression.test_pipeline import spec_for
+
+
+def test_each_kept_layer_is_matched_to_the_state_before_the_next_kept_one():
+    assert layer_map([0, 2, 5], 6) == [1, 4, 5]
+    assert layer_map([0, 1, 2, 3], 4) == [0, 1, 2, 3]
+    assert layer_map([3], 4) == [3]
+
+
+def test_uniform_keeps_layers_spread_from_first_to_last():
+    assert uniform_kept(12, 6) == [0, 2, 4, 7, 9, 11]  # DistilBERT's initialisation
+    assert uniform_kept(6, 3) == [0, 3, 5]
+    assert baseline_removal("uniform", 6, 3) == [4, 2, 1]
+    assert baseline_removal("drop-top", 6, 2) == [5, 4]
+    assert baseline_removal("weight-magnitude", 6, 2) is None
+
+
+@pytest.mark.parametrize("distance", ["mse", "cosine"])
+def test_extra_loss_is_zero_for_a_student_equal_to_the_teacher(tiny_classifier, distance):
+    teacher, tokenizer, adapter = load_eager(tiny_classifier)
+    batch = encoded_rows(tokenizer, n=8).collate(list(range(8)))
+    kd = Distillation(hidden_weight=1.0, hidden_distance=distance, attention_weight=1.0)
+
+    def extra(kept: list[int]) -> float:
+        student = pruned_copy(teacher, adapter, kept)
+        loss = LayerMappedLoss(teacher, kept, 4, kd)
+        with torch.no_grad():
+            return float(loss(student(**batch.inputs, **loss.forward_kwargs), batch))
+
+    assert extra([0, 1, 2, 3]) == pytest.approx(0.0, abs=1e-7)
+    assert extra([0, 2]) > 1e-4  # a pruned student is not where the teacher is
+
+
+def test_pruned_layers_follow_the_copys_attention_implementation(tiny_classifier):
+    teacher, tokenizer, adapter = load_eager(tiny_classifier)
+    student = pruned_copy(teacher, adapter, [1, 3])
+    student.set_attn_implementation("sdpa")
+    student.set_attn_implementation("eager")
+    batch = encoded_rows(tokenizer, n=4).collate(list(range(4)))
+    with torch.no_grad():
+        attentions = student(**batch.inputs, output_attentions=True).attentions
+    assert len(attentions) == 2 and all(a is not None for a in attentions)
+    assert teacher.config._attn_implementation == "eager"
+
+
+def test_early_stopping_ends_training_after_patience_epochs_without_gain(tiny_classifier):
+    model, tokenizer, _ = load_eager(tiny_classifier)
+    data = encoded_rows(tokenizer, n=32)
+    validation = EvalSet(encoded_rows(tokenizer, n=24, seed=5), 64)
+    common = {"learning_rate": 1e-12, "batch_size": 16, "seed": 0}  # nothing can improve
+    stopped = train(copy.deepcopy(model), data, validation, FP32, epochs=6, patience=2, **common)
+    full = train(copy.deepcopy(model), data, validation, FP32, epochs=6, **common)
+    assert (stopped.epochs_run, stopped.best_epoch) == (2, 0)
+    assert full.epochs_run == 6
+
+
+def test_bisection_finds_the_deepest_passing_depth_with_few_recoveries():
+    accuracy = {1: 0.95, 2: 0.93, 3: 0.91, 4: 0.80, 5: 0.50}
+    tried: list[int] = []
+
+    def recovered(k: int) -> float:
+        tried.append(k)
+        return accuracy[k]
+
+    assert deepest_within(0.9, 0, 5, recovered) == 3
+    assert len(tried) <= 3 and 3 in tried
+    assert deepest_within(0.99, 0, 5, lambda k: accuracy[k]) == 0  # keep the model whole
+
+
+@pytest.fixture(scope="module")
+def healed(tiny_classifier, synthetic_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("healed") / "out"
+    spec = spec_for(
+        tiny_classifier,
+        synthetic_data,
+        strategy="weight-magnitude",
+        strategies=["drop-top", "weight-magnitude"],
+        target={"layers_to_remove": 2},
+        distillation={"epochs": 1, "epochs_per_layer": 0},
+    )
+    return compress(spec, out), out
+
+
+def test_report_holds_every_candidate_recovered_with_the_same_recipe(healed):
+    report = healed[0].report
+    candidates = report.recovery.candidates
+    assert [c.candidate for c in candidates] == ["weight-magnitude", "drop-top", "uniform"]
+    assert [c.removed_layers for c in candidates][1:] == [[2, 3], [1, 2]]
+    for c in candidates:
+        assert c.epochs_run == 1 and len(c.removed_layers) == 2
+        assert c.after.validation["accuracy"] >= c.before.validation["accuracy"]
+        assert c.after.test is not None
+    assert "Candidates compared after recovery" in (healed[1] / "model_card.md").read_text()
+
+
+def test_exported_model_is_the_validation_best_candidate(healed):
+    report, out = healed[0].report, healed[1]
+    candidates = report.recovery.candidates
+    best = max(c.after.validation["accuracy"] for c in candidates)
+    (exported,) = [c for c in candidates if c.exported]
+    assert exported.after.validation["accuracy"] == best
+    assert report.selection.strategy == exported.candidate == report.recovery.exported
+    assert report.selection.removed_layers == exported.removed_layers
+    assert report.final.validation == exported.after.validation
+    model = AutoModelForSequenceClassification.from_pretrained(out / "model")
+    assert model.config.num_hidden_layers == 2
+
+
+def test_compare_off_runs_one_recovery(tiny_classifier, synthetic_data, tmp_path):
+    spec = spec_for(
+        tiny_classifier,
+        synthetic_data,
+        strategy="drop-top",
+        strategies=["drop-top", "weight-magnitude"],
+        target={"layers_to_remove": 1},
+        distillation={"epochs": 1, "compare": []},
+    )
+    report = compress(spec, tmp_path / "out").report
+    assert [c.candidate for c in report.recovery.candidates] == ["drop-top"]
+    assert report.selection.strategy == "drop-top"
+
+
+def test_accuracy_drop_is_judged_after_recovery(tiny_encoder, synthetic_data, tmp_path):
+    # A fine-tuned teacher, so removing layers costs accuracy before recovery.
+    spec = spec_for(
+        tiny_encoder,
+        synthetic_data,
+        strategy="drop-top",
+        strategies=["drop-top", "weight-magnitude"],
+        target={"max_accuracy_drop": 0.0},
+        distillation={"epochs": 1, "epochs_per_layer": 0, "compare": []},
+    )
+    report = compress(spec, tmp_path / "out").report
+    floor = report.baseline.validation["accuracy"]
+    curve = report.strategies["drop-top"].curve
+    met_before = [p.layers_removed for p in curve if p.validation["accuracy"] >= floor]
+    k = report.selection.layers_removed
+    trials = report.recovery.depth_search
+    assert k >= max(met_before)  # recovery never chooses shallower than before it
+    if max(met_before) < 3:
+        # Only depths deeper than those met before recovery are recovered to decide.
+        assert trials and all(t.layers_removed > max(met_before) for t in trials)
+        assert report.selection.depths_tried == [t.layers_removed for t in trials]
+    for t in trials:
+        assert t.met_target == (t.validation_accuracy >= floor)
+        assert t.layers_removed <= k or not t.met_target
+    if k:
+        assert report.final.validation["accuracy"] >= floor
+        assert report.recovery.candidates[0].removed_layers == report.selection.removed_layers
