@@ -549,7 +549,8 @@ def test_the_openapi_document_describes_every_route(client: TestClient) -> None:
     report = schemas[ref.rsplit("/", 1)[-1]]
     assert list(report["properties"]) == [
         "model", "dataset", "options", "teacher", "baseline", "fusion", "strategies", "probe",
-        "signals", "selection", "distillation", "final", "export", "formats", "timings", "sweep",
+        "signals", "selection", "distillation", "recovery", "final", "export", "formats",
+        "timings", "sweep",
     ]  # fmt: skip
     fusion = schemas[report["properties"]["fusion"]["$ref"].rsplit("/", 1)[-1]]
     assert {"linear-regression", "random-forest"} <= set(fusion["properties"])
