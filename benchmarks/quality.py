@@ -455,7 +455,7 @@ def environment(args: argparse.Namespace, model_note: str) -> dict[str, Any]:
     import torch
     import transformers
 
-    from layerfuse.compression.device import Runtime
+    from layerfuse.compression.device import Runtime, cpu_name
 
     runtime = Runtime.resolve(args.device, "auto")
     env: dict[str, Any] = {
@@ -464,7 +464,7 @@ def environment(args: argparse.Namespace, model_note: str) -> dict[str, Any]:
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "python": platform.python_version(),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "cpu_threads": torch.get_num_threads(),
         "model_weights": model_note,
         "library_commit": args.commit or _git_commit(),
@@ -472,16 +472,6 @@ def environment(args: argparse.Namespace, model_note: str) -> dict[str, Any]:
     if runtime.device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(0)
     return env
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def _git_commit() -> str | None:
