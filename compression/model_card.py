@@ -231,7 +231,8 @@ def _formats(report: Report) -> str:
         "## Formats",
         "",
         "Accuracy measured in each format (ONNX with onnxruntime); latency on the CPU; the ratio "
-        "is accuracy in % per MB of the real file.",
+        "is accuracy in % per MB of the real file. A format without a file was measured for "
+        "comparison and not kept (the untrimmed variants of a trimmed model).",
         "",
         "| format | file | MB | validation accuracy | test accuracy | batch 1 ms | batch 32 ms "
         "| accuracy / MB |",
@@ -240,8 +241,9 @@ def _formats(report: Report) -> str:
     for name, row in report.formats.items():
         latency = row.latency_ms
         flag = " (beyond tolerance)" if row.within_tolerance is False else ""
+        file = f"`{row.file}`" if row.file else "not kept"
         lines.append(
-            f"| {name}{flag} | `{row.file}` | {fmt(row.bytes / 2**20, 'mb')} "
+            f"| {name}{flag} | {file} | {fmt(row.bytes / 2**20, 'mb')} "
             f"| {fmt(row.validation_accuracy, 'pct')} | {fmt(row.test_accuracy, 'pct')} "
             f"| {fmt(latency and latency['batch_1'], 'ms')} "
             f"| {fmt(latency and latency['batch_32'], 'ms')} "

@@ -7,6 +7,7 @@ front, before a run spends any time.
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib.util
 import io
 import warnings
@@ -15,15 +16,19 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from transformers import PreTrainedModel
 
 from .batching import Batch, Encoded
-from .errors import InvalidInputError
-from .evaluation import time_batches
-from .report import Latency
+from .device import Runtime
+from .errors import InvalidInputError, LayerfuseError
+from .evaluation import EvalSet, time_batches
+from .evaluation import latency_ms as pytorch_latency_ms
+from .report import Latency, OnnxReport
 
 OPSET = 18
 # fp32 on both sides; what remains is summation order. A wrong graph is off by orders more.
 TOLERANCE = 1e-4
+CHECK_BATCHES = 4
 
 
 def check_available() -> None:
@@ -116,3 +121,40 @@ def max_abs_diff(onnx_model: OnnxModel, model: nn.Module, batches: list[Batch]) 
 def latency_ms(onnx_model: OnnxModel, encoded: Encoded, repeats: int = 10) -> Latency:
     """Mean onnxruntime CPU milliseconds per batch of 1 and of 32, after a warm-up."""
     return time_batches(onnx_model, encoded, repeats)
+
+
+def export_checked(model: PreTrainedModel, validation: EvalSet, path: Path) -> OnnxReport:
+    """Write ``path`` from an fp32 CPU copy of ``model``, checked against PyTorch's logits on
+    the first validation batches, and both timed on the CPU.
+
+    Raises:
+        LayerfuseError: ``export_onnx_mismatch``, the file's logits are not the model's.
+    """
+    cpu = Runtime(torch.device("cpu"), bf16=False)
+    fp32 = copy.deepcopy(model).float().cpu().eval()
+    fp32.set_attn_implementation("sdpa")
+    encoded, batches = validation.encoded, validation.batches
+    pytorch_latency = pytorch_latency_ms(fp32, encoded, cpu)  # before onnxruntime runs
+    path.parent.mkdir(parents=True, exist_ok=True)
+    export_onnx(fp32, batches[-1], path)
+    session = OnnxModel(path)
+    checked = batches[:CHECK_BATCHES]
+    diff = max_abs_diff(session, fp32, checked)
+    if diff > TOLERANCE:
+        raise LayerfuseError(
+            f"{path.name} differs from the PyTorch model by {diff:.2e} in logits "
+            f"(tolerance {TOLERANCE:.0e})",
+            code="export_onnx_mismatch",
+        )
+    return OnnxReport(
+        file=path.name,
+        bytes=path.stat().st_size,
+        opset=OPSET,
+        max_abs_logit_diff=diff,
+        tolerance=TOLERANCE,
+        checked_examples=sum(len(b) for b in checked),
+        latency_ms={
+            "onnxruntime_cpu": latency_ms(session, encoded),
+            "pytorch_cpu_fp32": pytorch_latency,
+        },
+    )

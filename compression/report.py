@@ -345,9 +345,13 @@ class OnnxReport(Section):
 
 
 class FormatReport(Section):
-    """One written format: its file's real size, accuracy measured in that format, latency."""
+    """One format: its file's real size, accuracy measured in that format, latency.
 
-    file: str
+    ``file`` is the path in the run's output folder; ``None`` for a format measured for
+    comparison only (the untrimmed variants when the vocabulary is trimmed).
+    """
+
+    file: str | None
     bytes: int
     validation_accuracy: float
     test_accuracy: float | None

@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -168,6 +169,22 @@ def trim_directory(model_dir: Path, trimmed: Trimmed) -> None:
     # Files of a slow tokenizer would still hold the old ids; the fast file is the only source.
     for stale in ("vocab.txt", "vocab.json", "merges.txt", "sentencepiece.bpe.model"):
         (model_dir / stale).unlink(missing_ok=True)
+
+
+def trim_saved(
+    model: PreTrainedModel, model_dir: Path, seen: Iterable[int], special: Iterable[int]
+) -> tuple[Trimmed, Any]:
+    """Trim ``model`` (in place) to the ids :func:`kept_ids` keeps and rewrite ``model_dir``,
+    which holds it saved with its full tokenizer; returns the trimming and the new tokenizer.
+
+    Raises:
+        ModelError: the tokenizer has no ``tokenizer.json`` or is of an unsupported kind.
+    """
+    trimmed = kept_ids(read_tokenizer_json(model_dir), seen, special)
+    trim_model(model, trimmed)
+    model.save_pretrained(model_dir, safe_serialization=True)
+    trim_directory(model_dir, trimmed)
+    return trimmed, load_tokenizer(model_dir)
 
 
 def special_ids(tokenizer) -> list[int]:

@@ -1,17 +1,12 @@
-"""Stage 8, ``exporting``: the compressed model as files, checked on reload, and its final
-metrics; then the report and everything derived from it."""
-
 from __future__ import annotations
 
-import copy
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from transformers import PreTrainedModel
 
 from .. import artifacts, onnx_export
-from ..device import Runtime
 from ..errors import LayerfuseError
 from ..evaluation import EvalSet, latency_ms, parameter_count, size_mb
 from ..latency import sides
@@ -28,12 +23,12 @@ from ..report import (
 )
 from .distilling import Recovered
 from .evaluating_baseline import Baseline
-from .exporting_formats import INT8_FILE, hf_row, onnx_rows
+from .exporting_formats import ONNX_DIR, ONNX_FILE, TRIMMED, hf_row, onnx_rows
 from .exporting_vocabulary import trim_export
 from .preparing import Prepared
 
 MODEL_DIR = "model"
-ONNX_FILE = "model.onnx"
+WEIGHTS_FILE = "model.safetensors"
 # A reloaded export whose logits differ by more than this was not saved faithfully (a layer
 # re-initialised, a wrong config); bf16 vs fp32 noise stays orders of magnitude below it.
 MAX_RELOAD_DIFF = 1e-2
@@ -41,7 +36,6 @@ FACTOR_NOTE = (
     "Layer pruning alone cannot reach the paper's 18.84x: the embeddings stay. "
     "The factor is reported as measured."
 )
-ONNX_CHECK_BATCHES = 4
 
 
 @dataclass(frozen=True)
@@ -59,8 +53,11 @@ def export(
     tracker: ProgressTracker,
     latency: LatencyComparison | None = None,
 ) -> Exported:
-    """Write ``out_dir/model/`` (its vocabulary trimmed when asked; ``model.onnx`` and
-    ``model_int8.onnx`` when asked) and measure the final model and every written format.
+    """Write ``out_dir/model/`` (its vocabulary trimmed when asked; ``onnx/model.onnx`` and
+    ``onnx/model_int8.onnx`` in it when asked) and measure the final model and every format.
+
+    With a trimmed vocabulary the untrimmed formats are measured first (on temporary files, for
+    the formats table) and the trimmed ones are written.
 
     Raises:
         LayerfuseError: a written model does not reproduce the trained one's logits.
@@ -70,25 +67,84 @@ def export(
     out_dir.mkdir(parents=True, exist_ok=True)
     save_model(student, prepared.loaded.tokenizer, model_dir)
     validation, test, metrics = prepared.validation, prepared.test, recovered.metrics
+    options = prepared.spec.export
+    table: dict[str, FormatReport] = {}
     vocabulary = None
-    if prepared.spec.export.vocabulary == "trim":
+    suffix = ""
+    if options.vocabulary == "trim":
+        table = _untrimmed_rows(prepared, recovered, latency, model_dir, tracker)
         trimmed = trim_export(prepared, student, recovered.metrics, model_dir, tracker)
         validation, test, metrics = trimmed.validation, trimmed.test, trimmed.metrics
         vocabulary = trimmed.report
+        suffix = TRIMMED
     diff = _check_reload(model_dir, student, validation)
     final = _final_report(prepared, baseline, recovered, metrics, latency, model_dir)
-    options = prepared.spec.export
-    table = {"hf-fp32": hf_row(model_dir, final)}
+    hf_latency = final.latency_ms
+    if suffix and latency is not None:
+        # The side-by-side timing ran before trimming; the trimmed model is timed on its own.
+        hf_latency = latency_ms(student, validation.encoded, prepared.runtime)
+    table[f"hf-fp32{suffix}"] = hf_row(
+        f"{MODEL_DIR}/{WEIGHTS_FILE}", final.safetensors_bytes, metrics, hf_latency
+    )
     onnx = None
     if "onnx" in options.formats:
-        onnx = _export_onnx(validation, student, out_dir / ONNX_FILE, tracker)
-        tolerance = options.int8_tolerance if "onnx-int8" in options.formats else None
-        fp32_latency = onnx.latency_ms["onnxruntime_cpu"]
-        table |= onnx_rows(out_dir / ONNX_FILE, fp32_latency, validation, test, tolerance, tracker)
+        path = model_dir / ONNX_DIR / ONNX_FILE
+        onnx = onnx_export.export_checked(student, validation, path)
+        _announce(onnx, path.relative_to(out_dir), tracker)
+        table |= onnx_rows(
+            path,
+            onnx.latency_ms["onnxruntime_cpu"],
+            validation,
+            test,
+            _int8_tolerance(prepared),
+            tracker,
+            root=out_dir,
+            suffix=suffix,
+        )
     report = ExportReport(
         formats=options.formats, reload_max_abs_logit_diff=diff, onnx=onnx, vocabulary=vocabulary
     )
     return Exported(final, report, table)
+
+
+def _untrimmed_rows(
+    prepared: Prepared,
+    recovered: Recovered,
+    latency: LatencyComparison | None,
+    model_dir: Path,
+    tracker: ProgressTracker,
+) -> dict[str, FormatReport]:
+    """The formats of the model before trimming: the weights just saved in ``model_dir`` (soon
+    rewritten) and the ONNX files, exported and measured in a temporary folder."""
+    size = (model_dir / WEIGHTS_FILE).stat().st_size
+    hf_latency = sides(latency)[1] if latency else None
+    rows = {"hf-fp32": hf_row(None, size, recovered.metrics, hf_latency)}
+    if "onnx" not in prepared.spec.export.formats:
+        return rows
+    with tempfile.TemporaryDirectory(prefix="layerfuse-untrimmed-") as tmp:
+        path = Path(tmp) / ONNX_FILE
+        onnx = onnx_export.export_checked(recovered.student, prepared.validation, path)
+        fp32_latency = onnx.latency_ms["onnxruntime_cpu"]
+        tolerance = _int8_tolerance(prepared)
+        validation, test = prepared.validation, prepared.test
+        rows |= onnx_rows(path, fp32_latency, validation, test, tolerance, tracker, root=None)
+    return rows
+
+
+def _int8_tolerance(prepared: Prepared) -> float | None:
+    """The int8 tolerance when int8 is asked, else ``None`` (no int8 file)."""
+    options = prepared.spec.export
+    return options.int8_tolerance if "onnx-int8" in options.formats else None
+
+
+def _announce(onnx: OnnxReport, name: Path, tracker: ProgressTracker) -> None:
+    diff = onnx.max_abs_logit_diff
+    tracker.event(
+        "artifact",
+        f"wrote {name} (max logit difference to PyTorch {diff:.1e})",
+        name=str(name),
+        max_abs_diff=diff,
+    )
 
 
 def _check_reload(model_dir: Path, student: PreTrainedModel, validation: EvalSet) -> float:
@@ -135,52 +191,17 @@ def _final_report(
     )
 
 
-def _export_onnx(
-    validation: EvalSet, student: PreTrainedModel, path: Path, tracker: ProgressTracker
-) -> OnnxReport:
-    """model.onnx from an fp32 CPU copy of the student, checked against PyTorch's logits."""
-    cpu = Runtime(torch.device("cpu"), bf16=False)
-    model = copy.deepcopy(student).float().cpu().eval()
-    model.set_attn_implementation("sdpa")
-    encoded, batches = validation.encoded, validation.batches
-    pytorch_latency = latency_ms(model, encoded, cpu)  # before onnxruntime runs
-    onnx_export.export_onnx(model, batches[-1], path)
-    session = onnx_export.OnnxModel(path)
-    checked = batches[:ONNX_CHECK_BATCHES]
-    diff = onnx_export.max_abs_diff(session, model, checked)
-    if diff > onnx_export.TOLERANCE:
-        raise LayerfuseError(
-            f"model.onnx differs from the PyTorch model by {diff:.2e} in logits "
-            f"(tolerance {onnx_export.TOLERANCE:.0e})",
-            code="export_onnx_mismatch",
-        )
-    tracker.event(
-        "artifact",
-        f"wrote model.onnx (max logit difference to PyTorch {diff:.1e})",
-        name=ONNX_FILE,
-        max_abs_diff=diff,
-    )
-    return OnnxReport(
-        file=path.name,
-        bytes=path.stat().st_size,
-        opset=onnx_export.OPSET,
-        max_abs_logit_diff=diff,
-        tolerance=onnx_export.TOLERANCE,
-        checked_examples=sum(len(b) for b in checked),
-        latency_ms={
-            "onnxruntime_cpu": onnx_export.latency_ms(session, encoded),
-            "pytorch_cpu_fp32": pytorch_latency,
-        },
-    )
-
-
 def write_outputs(report: Report, out_dir: Path, tracker: ProgressTracker) -> list[str]:
     """The report, model card (also as ``model/README.md``), signals.csv and plots; returns
-    every file the run left in ``out_dir``, by name relative to it."""
+    every file the run left in ``out_dir``, by name relative to it (``model/onnx/...`` too)."""
     artifacts.write_all(report, out_dir, model_dir=out_dir / MODEL_DIR)
     for name in artifacts.REPORT_FILES:
         tracker.event("artifact", f"wrote {name}", name=name)
-    onnx_files = [ONNX_FILE, *([INT8_FILE] if "onnx-int8" in report.formats else [])]
-    names = [*artifacts.REPORT_FILES, *(onnx_files if report.export.onnx else [])]
-    model_files = sorted(p.name for p in (out_dir / MODEL_DIR).iterdir() if p.is_file())
-    return sorted(names + [f"{MODEL_DIR}/{name}" for name in model_files])
+    model_files = [
+        str(p.relative_to(out_dir))
+        for folder in (out_dir / MODEL_DIR, out_dir / MODEL_DIR / ONNX_DIR)
+        if folder.is_dir()
+        for p in folder.iterdir()
+        if p.is_file()
+    ]
+    return sorted([*artifacts.REPORT_FILES, *model_files])

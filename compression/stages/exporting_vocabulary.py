@@ -35,21 +35,15 @@ def trim_export(
 ) -> TrimmedExport:
     """Trim ``student`` in place and rewrite ``model_dir`` (already holding the full model and
     its tokenizer) with the trimmed embeddings and tokenizer."""
-    tokenizer_json = vocabulary.read_tokenizer_json(model_dir)
     seen = [
         i
         for split in (prepared.train_set, prepared.validation.encoded)
         for row in split.input_ids
         for i in row
     ]
-    trimmed = vocabulary.kept_ids(
-        tokenizer_json, seen, vocabulary.special_ids(prepared.loaded.tokenizer)
-    )
     parameters_before = parameter_count(student)
-    vocabulary.trim_model(student, trimmed)
-    student.save_pretrained(model_dir, safe_serialization=True)
-    vocabulary.trim_directory(model_dir, trimmed)
-    tokenizer = vocabulary.load_tokenizer(model_dir)
+    special = vocabulary.special_ids(prepared.loaded.tokenizer)
+    trimmed, tokenizer = vocabulary.trim_saved(student, model_dir, seen, special)
     validation = _reencode(prepared, prepared.validation, tokenizer)
     test = _reencode(prepared, prepared.test, tokenizer) if prepared.test else None
     metrics = Evaluation(

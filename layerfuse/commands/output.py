@@ -39,9 +39,10 @@ def format_lines(formats: Mapping[str, Any]) -> list[str]:
         latency = row.get("latency_ms") or {}
         timing = f", {latency['batch_1']:.2f} ms/batch of 1" if latency else ""
         flag = " (beyond the int8 tolerance)" if row.get("within_tolerance") is False else ""
+        kept = "" if row.get("file") else " (measured, not kept)"
         lines.append(
             f"{name}: {row['bytes'] / 2**20:.1f} MB, {basis} accuracy {accuracy:.4f}{timing}, "
-            f"{row['accuracy_to_size_ratio']:.2f} %/MB{flag}"
+            f"{row['accuracy_to_size_ratio']:.2f} %/MB{flag}{kept}"
         )
     return lines
 

@@ -75,10 +75,27 @@ def test_compress_trims_the_vocabulary_and_prints_the_formats(
     lines = capsys.readouterr().out.splitlines()
     report = json.loads((out_dir / "report.json").read_text())
     assert report["options"]["export"]["vocabulary"] == "trim"
-    assert set(report["formats"]) == {"hf-fp32", "onnx-fp32", "onnx-int8"}
-    assert [line.split(":")[0] for line in lines if "%/MB" in line] == list(report["formats"])
+    formats, trimmed = report["formats"], report["export"]["vocabulary"]
+    untrimmed = ["hf-fp32", "onnx-fp32", "onnx-int8"]
+    assert list(formats) == [*untrimmed, *(f"{name}-trimmed" for name in untrimmed)]
+    assert [line.split(":")[0] for line in lines if "%/MB" in line] == list(formats)
+    # Only the trimmed files are the product; the untrimmed ones were measured and not kept.
+    for name in untrimmed:
+        kept = formats[f"{name}-trimmed"]
+        assert formats[name]["file"] is None
+        assert (out_dir / kept["file"]).stat().st_size == kept["bytes"] < formats[name]["bytes"]
+    assert formats["hf-fp32"]["test_accuracy"] is None  # no test split here
+    assert formats["hf-fp32"]["validation_accuracy"] == trimmed["validation_accuracy_full"]
+    assert formats["hf-fp32-trimmed"]["validation_accuracy"] == (
+        trimmed["validation_accuracy_trimmed"]
+    )
+    assert sorted(p.name for p in (out_dir / "model" / "onnx").iterdir()) == [
+        "model.onnx",
+        "model_int8.onnx",
+    ]
+    assert not list(out_dir.glob("*.onnx"))
     tokenizer = AutoTokenizer.from_pretrained(out_dir / "model")
-    assert len(tokenizer) == report["export"]["vocabulary"]["after"]
+    assert len(tokenizer) == trimmed["after"]
 
 
 def test_missing_label_column_exits_2_naming_the_column(tiny_classifier, tmp_path, capsys):

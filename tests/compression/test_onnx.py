@@ -1,10 +1,11 @@
-"""model.onnx: dynamic batch and sequence axes, the same logits as the PyTorch model."""
+"""model/onnx/model.onnx: dynamic batch and sequence axes, the same logits as the PyTorch model;
+the Hugging Face directory holding it still loads as any other."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
 from layerfuse.compression import CompressionSpec, compress
 from tests.factories import make_model_dir, synthetic_rows
@@ -30,7 +31,8 @@ def test_onnx_export_matches_pytorch_on_new_shapes(tmp_path, synthetic_data, mod
     )
     result = compress(spec, tmp_path / "out")
     onnx = result.report.to_json()["export"]["onnx"]
-    assert "model.onnx" in result.artifacts
+    assert "model/onnx/model.onnx" in result.artifacts
+    assert onnx["file"] == "model.onnx"
     assert onnx["max_abs_logit_diff"] <= onnx["tolerance"] == 1e-4
     assert set(onnx["latency_ms"]["onnxruntime_cpu"]) == {"batch_1", "batch_32"}
     # A batch size and lengths the export never saw, against the reloaded Hugging Face model.
@@ -43,9 +45,14 @@ def test_onnx_export_matches_pytorch_on_new_shapes(tmp_path, synthetic_data, mod
     )
     expected = reloaded(**inputs).logits.detach()
     got = torch.from_numpy(
-        OnnxModel(out / "model.onnx")(Batch(inputs, torch.zeros(5), torch.arange(5)))
+        OnnxModel(out / "model" / "onnx" / "model.onnx")(
+            Batch(inputs, torch.zeros(5), torch.arange(5))
+        )
     )
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-4)
+    classify = pipeline("text-classification", model=str(out / "model"))
+    labels = [p["label"] for p in classify(texts)]
+    assert labels == [reloaded.config.id2label[int(i)] for i in expected.argmax(-1)]
 
 
 def test_onnx_is_opt_in_and_hf_is_always_written():
@@ -74,9 +81,10 @@ def test_int8_is_written_measured_and_flagged_beyond_its_tolerance(
     result = compress(spec, tmp_path / "out")
     formats = result.report.to_json()["formats"]
     assert set(formats) == {"hf-fp32", "onnx-fp32", "onnx-int8"}
-    assert "model_int8.onnx" in result.artifacts
+    assert "model/onnx/model_int8.onnx" in result.artifacts
     int8, fp32 = formats["onnx-int8"], formats["onnx-fp32"]
-    assert int8["bytes"] == (tmp_path / "out" / "model_int8.onnx").stat().st_size < fp32["bytes"]
+    assert int8["file"] == "model/onnx/model_int8.onnx"
+    assert int8["bytes"] == (tmp_path / "out" / int8["file"]).stat().st_size < fp32["bytes"]
     assert set(int8["latency_ms"]) == {"batch_1", "batch_32"}
     loss = max(
         fp32["validation_accuracy"] - int8["validation_accuracy"],
