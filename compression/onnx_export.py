@@ -98,6 +98,9 @@ class OnnxModel:
         # Idle onnxruntime threads spin for a while by default, taking the cores from whatever
         # runs next (a PyTorch timing, the next job's batches).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # As many threads as PyTorch uses, so the two are timed alike: onnxruntime's own default
+        # is every physical core, whatever OMP_NUM_THREADS or torch.set_num_threads say.
+        options.intra_op_num_threads = torch.get_num_threads()
         self.session = onnxruntime.InferenceSession(
             str(path), options, providers=["CPUExecutionProvider"]
         )

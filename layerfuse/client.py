@@ -623,8 +623,9 @@ class Client:
 
     def download_outputs(self, job_id: str, out: Path) -> list[Path]:
         """A succeeded job's outputs in the layout of ``layerfuse compress``: ``out/model/``
-        (from ``model.zip``), ``report.json``, ``model_card.md``, ``signals.csv``, the plots and
-        any ``model.onnx``; every file sha256-checked. Returns the files written."""
+        (from ``model.zip``, with ``model/onnx/`` when ONNX was exported), ``report.json``,
+        ``model_card.md``, ``signals.csv`` and the plots; every file sha256-checked. Returns the
+        files written."""
         out.mkdir(parents=True, exist_ok=True)
         listed = self.list_artifacts(job_id)
         archive = self.download_artifact(job_id, MODEL_ARCHIVE, out / f".{MODEL_ARCHIVE}")
@@ -727,20 +728,24 @@ def _raise_for_status(response: httpx.Response) -> None:
 
 
 def _extract_model(archive: Path, out: Path) -> list[Path]:
-    """``model/<file>`` entries of ``archive`` into ``out/model/``, and nothing else: never a
-    path outside it (no ``..``, no absolute names, no subfolders)."""
+    """``model/<file>`` and ``model/onnx/<file>`` entries of ``archive`` into ``out/model/``, and
+    nothing else: never a path outside it (no ``..``, no absolute names, no other subfolders)."""
     target = (out / "model").resolve()
     target.mkdir(parents=True, exist_ok=True)
     written = []
     with zipfile.ZipFile(archive) as zf:
         for info in zf.infolist():
-            name = Path(info.filename)
-            if info.is_dir() or name.parts[:1] != ("model",) or len(name.parts) != 2:
+            parts = Path(info.filename).parts
+            if info.is_dir() or parts[:1] != ("model",) or parts[1:-1] not in ((), ("onnx",)):
                 continue
-            with zf.open(info) as src, (target / name.name).open("wb") as dst:
+            if parts[-1] == "..":
+                continue
+            destination = target.joinpath(*parts[1:])
+            destination.parent.mkdir(exist_ok=True)
+            with zf.open(info) as src, destination.open("wb") as dst:
                 while block := src.read(1 << 20):
                     dst.write(block)
-            written.append(target / name.name)
+            written.append(destination)
     return written
 
 

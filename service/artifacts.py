@@ -1,8 +1,9 @@
 """A job's artifacts: listed with size and sha256, downloaded by listed name only.
 
 The worker lists what the library wrote (:func:`describe_outputs`). ``model.zip`` (the Hugging
-Face directory, zipped) is built by the API on first request, deterministically (sorted entries,
-fixed timestamps), written to a temporary name and renamed, so concurrent builders agree.
+Face directory, zipped, with its ``onnx/`` folder when ONNX was exported) is built by the API on
+first request, deterministically (sorted entries, fixed timestamps), written to a temporary name
+and renamed, so concurrent builders agree.
 Fastapi- and torch-free: the worker uses it too.
 """
 
@@ -18,6 +19,8 @@ from typing import Any
 
 MODEL_ZIP = "model.zip"
 MODEL_DIR = "model"
+# The one subfolder of the model directory the library writes (model/onnx/model.onnx, ...).
+ONNX_DIR = "onnx"
 CONTENT_TYPES = {
     ".json": "application/json",
     ".md": "text/markdown; charset=utf-8",
@@ -52,14 +55,22 @@ def describe(output: Path, name: str) -> dict[str, Any]:
 
 
 def describe_outputs(output: Path) -> list[dict[str, Any]]:
-    """Every regular file the run left in ``output``: top-level files, then ``model/...``."""
-    names = sorted(p.name for p in output.iterdir() if p.is_file() and not p.is_symlink())
-    model = output / MODEL_DIR
-    if model.is_dir():
-        names += sorted(
-            f"{MODEL_DIR}/{p.name}" for p in model.iterdir() if p.is_file() and not p.is_symlink()
-        )
+    """Every regular file the run left in ``output``: top-level files, then ``model/...`` and
+    ``model/onnx/...``."""
+    names = [p.name for p in _files(output)]
+    names += [str(p.relative_to(output)) for p in _model_files(output / MODEL_DIR)]
     return [describe(output, name) for name in names if name != MODEL_ZIP]
+
+
+def _files(folder: Path) -> list[Path]:
+    """``folder``'s regular files (no links, no folders), sorted; none when it is missing."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.is_symlink())
+
+
+def _model_files(model: Path) -> list[Path]:
+    return _files(model) + _files(model / ONNX_DIR)
 
 
 def ensure_model_zip(output: Path) -> dict[str, Any]:
@@ -77,10 +88,10 @@ def ensure_model_zip(output: Path) -> dict[str, Any]:
 
 
 def _write_zip(folder: Path, target: Path) -> None:
-    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.is_symlink())
     with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
-        for path in files:
-            info = zipfile.ZipInfo(f"{MODEL_DIR}/{path.name}", date_time=(1980, 1, 1, 0, 0, 0))
+        for path in _model_files(folder):
+            name = f"{MODEL_DIR}/{path.relative_to(folder).as_posix()}"
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
             with path.open("rb") as src, zf.open(info, "w", force_zip64=True) as dst:

@@ -8,10 +8,11 @@ and logs
 - the chosen trajectory's accuracy per step as metrics (``trajectory.validation_accuracy``,
   ``trajectory.test_accuracy``, with step = layers removed) and the final metrics
   (``final.validation.accuracy``, ``parameters.after``, ``onnx.max_abs_logit_diff``...);
-- report.json, model_card.md, signals.csv and the plots as artifacts, model.onnx under ``onnx/``;
+- report.json, model_card.md, signals.csv and the plots as artifacts, ``model/onnx/model.onnx``
+  and ``model_int8.onnx`` (when written) under ``onnx/``;
 - the model as an MLflow pyfunc (:mod:`layerfuse.worker.mlflow_model`) wrapping the Hugging Face
-  directory (``mlflow.transformers`` cannot log a local checkpoint with transformers 5), registered
-  as a new version of ``registered_model_name`` when given.
+  directory without its ``onnx/`` folder (``mlflow.transformers`` cannot log a local checkpoint
+  with transformers 5), registered as a new version of ``registered_model_name`` when given.
 
 An integration never fails a job: its outcome goes into the job's ``result.integrations`` and a
 failure into a warning event. The tracking URI is checked against SSRF again here, and the run's
@@ -26,12 +27,14 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from layerfuse.service.artifacts import ONNX_DIR
 from layerfuse.service.netguard import UrlRefused, check_url
 from layerfuse.service.settings import Settings
 from layerfuse.service.store import Job
@@ -132,8 +135,8 @@ def log_to_mlflow(
             for name in ARTIFACTS:
                 if (output / name).is_file():
                     client.log_artifact(run_id, str(output / name))
-            if (output / "model.onnx").is_file():
-                client.log_artifact(run_id, str(output / "model.onnx"), "onnx")
+            for onnx_file in _onnx_files(output):
+                client.log_artifact(run_id, str(onnx_file), "onnx")
             _log_model(client, run_id, job, output)
             outcome["model_uri"] = f"runs:/{run_id}/model"
             registered_name = options.get("registered_model_name")
@@ -289,6 +292,13 @@ _FINAL_KEYS = (
 )
 
 
+def _onnx_files(output: Path) -> list[Path]:
+    """The ONNX files the library wrote in ``model/onnx/`` (fp32, then int8), where present."""
+    folder = output / "model" / ONNX_DIR
+    names = ("model.onnx", "model_int8.onnx")
+    return [folder / name for name in names if (folder / name).is_file()]
+
+
 def _log_model(client: Any, run_id: str, job: Job, output: Path) -> None:
     import mlflow
     import torch
@@ -309,10 +319,13 @@ def _log_model(client: Any, run_id: str, job: Job, output: Path) -> None:
     outputs: list[ColSpec | TensorSpec] = [ColSpec("string", "label"), ColSpec("double", "score")]
     outputs += [ColSpec("double", f"p_{label}") for label in labels]
     with tempfile.TemporaryDirectory(prefix="layerfuse-mlflow-") as tmp:
+        # The pyfunc serves the PyTorch model; the ONNX files are logged on their own already.
+        hf_dir = Path(tmp) / "hf" / "model"  # its folder name is kept in the pyfunc's artifacts
+        shutil.copytree(output / "model", hf_dir, ignore=shutil.ignore_patterns(ONNX_DIR))
         mlflow.pyfunc.save_model(
             path=str(Path(tmp) / "model"),
             python_model=str(Path(__file__).with_name("mlflow_model.py")),
-            artifacts={"model": str(output / "model")},
+            artifacts={"model": str(hf_dir)},
             model_config={
                 "text_column": text_column,
                 "text_pair_column": pair_column,

@@ -86,8 +86,9 @@ def test_compress_trims_the_vocabulary_and_prints_the_formats(
         assert (out_dir / kept["file"]).stat().st_size == kept["bytes"] < formats[name]["bytes"]
     assert formats["hf-fp32"]["test_accuracy"] is None  # no test split here
     assert formats["hf-fp32"]["validation_accuracy"] == trimmed["validation_accuracy_full"]
-    assert formats["hf-fp32-trimmed"]["validation_accuracy"] == (
-        trimmed["validation_accuracy_trimmed"]
+    assert (
+        formats["hf-fp32-trimmed"]["validation_accuracy"]
+        == (trimmed["validation_accuracy_trimmed"])
     )
     assert sorted(p.name for p in (out_dir / "model" / "onnx").iterdir()) == [
         "model.onnx",

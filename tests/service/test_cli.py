@@ -53,12 +53,19 @@ def test_model_zip_extraction_keeps_to_the_model_folder(tmp_path: Path) -> None:
         zf.writestr("../escape.txt", "x")
         zf.writestr("/abs.txt", "x")
         zf.writestr("model/sub/deep.txt", "x")
+        zf.writestr("model/onnx/model.onnx", "onnx")
+        zf.writestr("model/onnx/..", "x")
+        zf.writestr("model/onnx/../../escape.txt", "x")
+        zf.writestr("model/onnx/deeper/model.onnx", "x")
     out = tmp_path / "out"
     _extract_model(archive, out)
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == [
         "model",
         "model/config.json",
+        "model/onnx",
+        "model/onnx/model.onnx",
     ]
+    assert (out / "model" / "onnx" / "model.onnx").read_text() == "onnx"
     assert not (tmp_path / "escape.txt").exists()
 
 

@@ -54,7 +54,8 @@ def succeed(db: Database, settings: Settings, job_id: str, model_dir: Path) -> N
     for name in ("config.json", "model.safetensors", "tokenizer.json"):
         shutil.copy(model_dir / name, output / "model" / name)
     (output / "report.json").write_text(json.dumps({"final": {"num_layers": 3}}))
-    (output / "model.onnx").write_bytes(b"onnx")
+    (output / "model" / "onnx").mkdir()
+    (output / "model" / "onnx" / "model.onnx").write_bytes(b"onnx")
     with db.session() as session:
         claim = job_store.claim_job(
             session, job_id, worker="test", stale_before=now() - 60, max_attempts=3
@@ -107,12 +108,18 @@ def test_every_route_through_the_client(
 
     assert lf.get_report(job["id"]) == {"final": {"num_layers": 3}}
     artifacts = {a["name"]: a for a in lf.list_artifacts(job["id"])}
-    assert {"model.zip", "model.onnx", "report.json", "model/config.json"} <= set(artifacts)
+    onnx = "model/onnx/model.onnx"
+    assert {"model.zip", onnx, "report.json", "model/config.json"} <= set(artifacts)
     archive = lf.download_artifact(job["id"], "model.zip", tmp_path / "dl" / "model.zip")
     assert hashlib.sha256(archive.read_bytes()).hexdigest() == artifacts["model.zip"]["sha256"]
     with zipfile.ZipFile(archive) as zf:
-        assert "model/model.safetensors" in zf.namelist()
-    assert lf.read_artifact(job["id"], "model.onnx") == b"onnx"
+        assert {"model/model.safetensors", onnx} <= set(zf.namelist())
+    assert lf.read_artifact(job["id"], onnx) == b"onnx"
+    written = lf.download_outputs(job["id"], tmp_path / "outputs")
+    assert (tmp_path / "outputs" / onnx).read_bytes() == b"onnx"
+    assert sorted(p.relative_to(tmp_path / "outputs").as_posix() for p in written) == sorted(
+        name for name in artifacts if name != "model.zip"
+    )
     assert lf.list_webhook_deliveries(job["id"])["data"] == []
 
     with pytest.raises(NotFoundError) as missing:

@@ -4,8 +4,9 @@ The stack (Redis, PostgreSQL, ``layerfuse serve``, ``worker`` and ``webhooks``) 
 with a webhook receiver on 127.0.0.1 and a real ``mlflow server`` (SQLite backend store, proxied
 artifacts); the test drives it with :class:`layerfuse.client.Client` only and checks what a
 platform would: the delivery's signature (verified from the spec, as a third party would), the
-registered model version (loaded with ``mlflow.pyfunc`` and used to predict), and model.onnx
-against the downloaded Hugging Face model. The other tests here need no servers.
+registered model version (loaded with ``mlflow.pyfunc`` and used to predict), and
+model/onnx/model.onnx (with its int8 sibling) against the downloaded Hugging Face model. The
+other tests here need no servers.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def test_one_job_ends_with_a_signed_webhook_a_registered_model_and_a_matching_on
                 "target": {"layers_to_remove": 1},
                 "distillation": {"enabled": True, "epochs": 1},
                 "options": {"n_calib": 32, "max_length": 32, "random_seeds": 1},
-                "export": {"formats": ["hf", "onnx"]},
+                "export": {"formats": ["hf", "onnx", "onnx-int8"], "int8_tolerance": 1},
                 "webhook": receiver.url,
                 "integrations": [
                     {
@@ -127,6 +128,12 @@ def test_one_job_ends_with_a_signed_webhook_a_registered_model_and_a_matching_on
     )
     logged = {a.path for a in tracking.list_artifacts(run.info.run_id)}
     assert {"report.json", "curves.png", "signals.png", "model", "onnx"} <= logged
+    onnx_logged = {a.path for a in tracking.list_artifacts(run.info.run_id, "onnx")}
+    assert onnx_logged == {"onnx/model.onnx", "onnx/model_int8.onnx"}
+    # The pyfunc wraps the Hugging Face directory without its ONNX files (logged apart above).
+    wrapped = {a.path for a in tracking.list_artifacts(run.info.run_id, "model/artifacts/model")}
+    assert "model/artifacts/model/config.json" in wrapped
+    assert "model/artifacts/model/onnx" not in wrapped
     version = tracking.get_model_version(REGISTERED, "1")
     assert (version.status, version.run_id) == ("READY", run.info.run_id)
 
@@ -149,10 +156,13 @@ def test_one_job_ends_with_a_signed_webhook_a_registered_model_and_a_matching_on
     latency = onnx["latency_ms"]
     print(f"\nONNX vs PyTorch CPU latency (ms): {json.dumps(latency)}")
     artifacts = {a["name"]: a for a in lf.list_artifacts(job["id"])}
-    assert artifacts["model.onnx"]["bytes"] > 0 and len(artifacts["model.onnx"]["sha256"]) == 64
-    onnx_path = lf.download_artifact(job["id"], "model.onnx", tmp_path / "model.onnx")
+    name = "model/onnx/model.onnx"
+    assert artifacts[name]["bytes"] > 0 and len(artifacts[name]["sha256"]) == 64
+    assert artifacts["model/onnx/model_int8.onnx"]["bytes"] < artifacts[name]["bytes"]
+    onnx_path = lf.download_artifact(job["id"], name, tmp_path / "model.onnx")
     archive = lf.download_artifact(job["id"], "model.zip", tmp_path / "model.zip")
     with zipfile.ZipFile(archive) as zf:
+        assert {name, "model/onnx/model_int8.onnx"} <= set(zf.namelist())
         zf.extractall(tmp_path)
     logits = _onnx_vs_pytorch(onnx_path, tmp_path / "model", texts)
     served_labels = [LABELS[int(i)] for i in logits.argmax(-1)]

@@ -216,7 +216,8 @@ def test_a_failed_integration_leaves_the_job_succeeded_with_model_onnx_listed(
         (out_dir / "model").mkdir(parents=True)
         (out_dir / "model" / "config.json").write_text("{}")
         (out_dir / "report.json").write_text("{}")
-        (out_dir / "model.onnx").write_bytes(b"onnx")
+        (out_dir / "model" / "onnx").mkdir()
+        (out_dir / "model" / "onnx" / "model.onnx").write_bytes(b"onnx")
         return pipeline.CompressionResult(out_dir, {}, {"strategy": "drop-top"})
 
     monkeypatch.setattr(pipeline, "compress", writes)
@@ -235,7 +236,7 @@ def test_a_failed_integration_leaves_the_job_succeeded_with_model_onnx_listed(
         "failed",
         "mlflow_failed",
     )
-    onnx = next(a for a in outcome.artifacts or [] if a["name"] == "model.onnx")
+    onnx = next(a for a in outcome.artifacts or [] if a["name"] == "model/onnx/model.onnx")
     assert onnx["bytes"] == 4 and len(onnx["sha256"]) == 64
     warning = [e for e in events(db, job_id) if e.level == "warning"]
     assert warning and warning[-1].message.startswith("mlflow integration failed [mlflow_failed]")
