@@ -78,7 +78,12 @@ def test_compress_trims_the_vocabulary_and_prints_the_formats(
     formats, trimmed = report["formats"], report["export"]["vocabulary"]
     untrimmed = ["hf-fp32", "onnx-fp32", "onnx-int8"]
     assert list(formats) == [*untrimmed, *(f"{name}-trimmed" for name in untrimmed)]
-    assert [line.split(":")[0] for line in lines if "%/MB" in line] == list(formats)
+    printed = [line for line in lines if "%/MB" in line]
+    assert [line.split(":")[0] for line in printed] == list(formats)
+    assert [line.endswith("(measured, not kept)") for line in printed] == [True] * 3 + [False] * 3
+    card = (out_dir / "model" / "README.md").read_text()
+    assert "| hf-fp32 | not kept |" in card
+    assert "| onnx-int8-trimmed | `model/onnx/model_int8.onnx` |" in card
     # Only the trimmed files are the product; the untrimmed ones were measured and not kept.
     for name in untrimmed:
         kept = formats[f"{name}-trimmed"]
