@@ -21,8 +21,8 @@ from ..progress import ProgressTracker
 from ..recovery import baseline_removal
 from ..report import DepthTrial, DistillationReport, Evaluation, RecoveryReport, SelectionReport
 from ..selection import deepest_within, point_at
-from ..training import TrainResult, epoch_events, train
-from .fine_tuning_teacher import Teacher
+from ..training import TrainResult
+from .fine_tuning_teacher import Teacher, train_on_labels
 from .preparing import Prepared
 from .selecting import Selected
 
@@ -208,15 +208,11 @@ def train_student(
     epochs, learning rate, batch size, schedule and seed: the control that tells distillation's
     gain from the extra epochs'."""
     kd = prepared.spec.distillation
-    return train(
+    return train_on_labels(
+        prepared,
         model,
-        prepared.train_set,
-        prepared.validation,
-        prepared.runtime,
+        tracker,
         epochs=kd.epochs,
-        learning_rate=prepared.learning_rate(kd.learning_rate),
-        batch_size=kd.batch_size,
-        seed=prepared.seed,
-        on_batch=tracker.update,
-        on_epoch=epoch_events(tracker, "training"),
+        learning_rate=kd.learning_rate,
+        what="training",
     )
