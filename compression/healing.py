@@ -1,6 +1,10 @@
 """Recovering pruned candidates with one recipe (method.md, "Recovery"): the depth search and the
 healed comparison both call :meth:`Healer.heal`, which shares the teacher's logits (computed once
 per job) and never recovers the same layers twice.
+
+A recovered student is a full copy of the model's kept layers, so the healer keeps only those the
+caller may still export (:meth:`Healer.keep_only`, :meth:`Healer.release`); every recovery's
+measurements stay for the report.
 """
 
 from __future__ import annotations
@@ -14,8 +18,10 @@ from transformers import PreTrainedModel
 from .evaluation import predict
 from .models import pruned_copy
 from .progress import ProgressTracker
+from .pruning import layers_removed
 from .recovery import LayerMappedLoss
 from .report import Evaluation, RecoveredCandidate
+from .sweep import StateMetrics
 from .training import Distill, TrainResult, epoch_events, train
 
 if TYPE_CHECKING:  # the stages hand these over; importing them here would be circular
@@ -25,12 +31,12 @@ if TYPE_CHECKING:  # the stages hand these over; importing them here would be ci
 
 @dataclass(frozen=True)
 class Healed:
-    """A recovered candidate: its student (at its best epoch) and what the recovery measured."""
+    """What recovering a candidate measured; its student (at its best epoch) is the healer's,
+    :meth:`Healer.student`."""
 
     candidate: str
     removed: list[int]
     kept: list[int]
-    student: PreTrainedModel
     before: Evaluation
     after: Evaluation
     result: TrainResult
@@ -49,6 +55,11 @@ class Healed:
         )
 
     @property
+    def key(self) -> frozenset[int]:
+        """The removal: the same layers removed in any order make the same pruned model."""
+        return frozenset(self.removed)
+
+    @property
     def validation_accuracy(self) -> float:
         return float(self.after.validation["accuracy"])
 
@@ -58,15 +69,24 @@ class Healer:
 
     Args:
         planned: how many recoveries the stage expects, to spread its progress over them.
+        measured: the sweep's metrics per removal (:attr:`Sweep.metrics`): a candidate's
+            metrics before recovery are read there when the sweep evaluated its removal.
     """
 
     def __init__(
-        self, prepared: Prepared, teacher: Teacher, tracker: ProgressTracker, planned: int
+        self,
+        prepared: Prepared,
+        teacher: Teacher,
+        tracker: ProgressTracker,
+        planned: int,
+        measured: StateMetrics,
     ):
         self.prepared, self.teacher, self.tracker = prepared, teacher, tracker
         self.kd = prepared.spec.distillation
         self.planned, self.done = max(planned, 1), 0
+        self.measured = measured
         self.healed: dict[frozenset[int], Healed] = {}
+        self.students: dict[frozenset[int], PreTrainedModel] = {}
         start = time.perf_counter()
         batches = prepared.train_set.sorted_batches(prepared.spec.options.eval_batch_size)
         self.logits = predict(teacher.model, batches, prepared.runtime, len(prepared.train_set))
@@ -81,24 +101,18 @@ class Healer:
         if key in self.healed:
             return _renamed(self.healed[key], candidate)
         start = time.perf_counter()
-        num_layers = self.prepared.num_layers
-        kept = [i for i in range(num_layers) if i not in key]
-        student = pruned_copy(self.teacher.model, self.prepared.loaded.adapter, kept)
-        before = self._evaluate(student)
+        kept = [i for i in range(self.prepared.num_layers) if i not in key]
+        before = self._before(key)
         if self.kd.schedule == "iterative" and len(order) > 1:
             student = self._iterate(order)
+        else:
+            student = pruned_copy(self.teacher.model, self.prepared.loaded.adapter, kept)
         result = self._train(student, kept, self.kd.max_epochs(len(order)), self.kd.patience)
+        after = self._evaluate(student, result)
         healed = Healed(
-            candidate,
-            list(order),
-            kept,
-            student,
-            before,
-            self._evaluate(student, result),
-            result,
-            time.perf_counter() - start,
+            candidate, list(order), kept, before, after, result, time.perf_counter() - start
         )
-        self.healed[key] = healed
+        self.healed[key], self.students[key] = healed, student
         self.done += 1
         self.tracker.event(
             "metrics",
@@ -110,6 +124,30 @@ class Healer:
             val_accuracy=healed.validation_accuracy,
         )
         return healed
+
+    def student(self, healed: Healed) -> PreTrainedModel:
+        """The recovered student of ``healed`` (kept unless released)."""
+        if healed.key not in self.students:
+            raise LookupError(f"the student of {healed.candidate} was released")
+        return self.students[healed.key]
+
+    def release(self, healed: Healed) -> None:
+        """Free the student of ``healed``, which will not be exported; its measurements stay."""
+        self.students.pop(healed.key, None)
+
+    def keep_only(self, healed: Healed) -> None:
+        """Free every student but the one of ``healed`` (under any of its names)."""
+        self.students = {healed.key: self.student(healed)}
+
+    def _before(self, removal: frozenset[int]) -> Evaluation:
+        """The pruned model's metrics before recovery: the sweep's when it evaluated ``removal``
+        (the same model on the same data), else measured as the sweep would."""
+        measured = self.measured.get(removal)
+        if measured is not None and measured["validation"] is not None:
+            return Evaluation(validation=measured["validation"], test=measured["test"])
+        model, adapter = self.teacher.model, self.prepared.loaded.adapter
+        with layers_removed(model, adapter, list(adapter.layers(model)), removal):
+            return self._evaluate(model)
 
     def _iterate(self, order: list[int]) -> PreTrainedModel:
         """The iterative schedule: remove one layer at a time, recovering briefly after each,
@@ -149,13 +187,13 @@ class Healer:
             on_epoch=epoch_events(self.tracker, "distillation"),
         )
 
-    def _evaluate(self, student: PreTrainedModel, result: TrainResult | None = None) -> Evaluation:
-        """Validation (the training result's best, when trained) and test metrics of ``student``."""
+    def _evaluate(self, model: PreTrainedModel, result: TrainResult | None = None) -> Evaluation:
+        """Validation (the training result's best, when trained) and test metrics of ``model``."""
         prepared = self.prepared
         validation = (
-            result.best if result else prepared.validation.evaluate(student, prepared.runtime)
+            result.best if result else prepared.validation.evaluate(model, prepared.runtime)
         )
-        test = prepared.test.evaluate(student, prepared.runtime) if prepared.test else None
+        test = prepared.test.evaluate(model, prepared.runtime) if prepared.test else None
         return Evaluation(validation=validation, test=test)
 
 
@@ -165,7 +203,6 @@ def _renamed(healed: Healed, candidate: str) -> Healed:
         candidate,
         healed.removed,
         healed.kept,
-        healed.student,
         healed.before,
         healed.after,
         healed.result,

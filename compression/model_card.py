@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .formatting import NA, fmt, fmt_change, fmt_int, fmt_speedup, is_number
@@ -139,9 +139,7 @@ def _metrics(report: Report) -> str:
     lines = [
         "## Before and after",
         "",
-        "| | original | compressed | change |",
-        "|---|---:|---:|---:|",
-        *(_row(label, before, after, kind) for label, before, after, kind in rows),
+        *_table(["", "original", "compressed", "change"], "lrrr", (_row(*r) for r in rows)),
     ]
     if not final.test:
         lines += ["", "No test split was given, so test metrics are n/a."]
@@ -175,9 +173,19 @@ def _metric_rows(
     ]
 
 
-def _row(label: str, before: Any, after: Any, kind: str) -> str:
-    change = fmt_change(before, after, kind)
-    return f"| {label} | {fmt(before, kind)} | {fmt(after, kind)} | {change} |"
+def _row(label: str, before: Any, after: Any, kind: str) -> list[str]:
+    return [label, fmt(before, kind), fmt(after, kind), fmt_change(before, after, kind)]
+
+
+def _table(header: Sequence[str], align: str, rows: Iterable[Sequence[str]]) -> list[str]:
+    """A markdown table's lines; ``align`` has a letter per column: ``l`` left, ``r`` right (for
+    numbers)."""
+    rule = "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"
+    return [_cells(header), rule, *(_cells(row) for row in rows)]
+
+
+def _cells(cells: Sequence[str]) -> str:
+    return "|" + "|".join(f" {cell} " if cell else " " for cell in cells) + "|"
 
 
 def _distillation(report: Report) -> str:
@@ -192,12 +200,13 @@ def _distillation(report: Report) -> str:
         f"(temperature {options.temperature}, α {options.alpha}, {fmt_int(kd.epochs_run)} "
         "epochs run; best epoch kept by validation accuracy).",
         "",
-        "| | before KD | after KD | change |",
-        "|---|---:|---:|---:|",
     ]
-    for split in SPLITS:
-        rows = _metric_rows(split, getattr(kd.before, split), getattr(kd.after, split))
-        lines += [_row(label, before, after, kind) for label, before, after, kind in rows]
+    rows = [
+        _row(*row)
+        for split in SPLITS
+        for row in _metric_rows(split, getattr(kd.before, split), getattr(kd.after, split))
+    ]
+    lines += _table(["", "before KD", "after KD", "change"], "lrrr", rows)
     return "\n" + "\n".join(lines) + "\n"
 
 
@@ -234,21 +243,34 @@ def _formats(report: Report) -> str:
         "is accuracy in % per MB of the real file. A format without a file was measured for "
         "comparison and not kept (the untrimmed variants of a trimmed model).",
         "",
-        "| format | file | MB | validation accuracy | test accuracy | batch 1 ms | batch 32 ms "
-        "| accuracy / MB |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
+    rows = []
     for name, row in report.formats.items():
         latency = row.latency_ms
         flag = " (beyond tolerance)" if row.within_tolerance is False else ""
-        file = f"`{row.file}`" if row.file else "not kept"
-        lines.append(
-            f"| {name}{flag} | {file} | {fmt(row.bytes / 2**20, 'mb')} "
-            f"| {fmt(row.validation_accuracy, 'pct')} | {fmt(row.test_accuracy, 'pct')} "
-            f"| {fmt(latency and latency['batch_1'], 'ms')} "
-            f"| {fmt(latency and latency['batch_32'], 'ms')} "
-            f"| {fmt(row.accuracy_to_size_ratio, 'ratio')} |"
+        rows.append(
+            [
+                f"{name}{flag}",
+                f"`{row.file}`" if row.file else "not kept",
+                fmt(row.bytes / 2**20, "mb"),
+                fmt(row.validation_accuracy, "pct"),
+                fmt(row.test_accuracy, "pct"),
+                fmt(latency and latency["batch_1"], "ms"),
+                fmt(latency and latency["batch_32"], "ms"),
+                fmt(row.accuracy_to_size_ratio, "ratio"),
+            ]
         )
+    header = [
+        "format",
+        "file",
+        "MB",
+        "validation accuracy",
+        "test accuracy",
+        "batch 1 ms",
+        "batch 32 ms",
+        "accuracy / MB",
+    ]
+    lines += _table(header, "llrrrrrr", rows)
     return "\n" + "\n".join(lines) + "\n"
 
 
@@ -263,19 +285,27 @@ def _recovery(report: Report) -> str:
         "",
         "Each candidate was recovered with the same recipe; the best on validation was exported.",
         "",
-        "| candidate | removed layers | validation before | validation after | test after | "
-        "epochs |",
-        "|---|---|---:|---:|---:|---:|",
     ]
-    for c in recovery.candidates:
-        mark = " (exported)" if c.exported else ""
-        test = c.after.test["accuracy"] if c.after.test else None
-        lines.append(
-            f"| `{c.candidate}`{mark} | {_layers(c.removed_layers)} | "
-            f"{fmt(c.before.validation['accuracy'], 'pct')} | "
-            f"{fmt(c.after.validation['accuracy'], 'pct')} | {fmt(test, 'pct')} | "
-            f"{fmt_int(c.epochs_run)} |"
-        )
+    rows = [
+        [
+            f"`{c.candidate}`" + (" (exported)" if c.exported else ""),
+            _layers(c.removed_layers),
+            fmt(c.before.validation["accuracy"], "pct"),
+            fmt(c.after.validation["accuracy"], "pct"),
+            fmt(c.after.test["accuracy"] if c.after.test else None, "pct"),
+            fmt_int(c.epochs_run),
+        ]
+        for c in recovery.candidates
+    ]
+    header = [
+        "candidate",
+        "removed layers",
+        "validation before",
+        "validation after",
+        "test after",
+        "epochs",
+    ]
+    lines += _table(header, "llrrrr", rows)
     if recovery.depth_search:
         tried = ", ".join(
             f"k={t.layers_removed} {'met' if t.met_target else 'missed'} "
@@ -297,15 +327,15 @@ def _strategies(report: Report) -> str:
     if not scored:
         return ""
     scored.sort(key=lambda item: (-item[0], item[1]))
+    rows = [
+        [f"`{name}`" + (" (selected)" if name == chosen else ""), fmt(accuracy, "pct")]
+        for accuracy, name in scored
+    ]
     lines = [
         f"## Strategies compared at {k} layer(s) removed (before distillation)",
         "",
-        "| strategy | validation accuracy |",
-        "|---|---:|",
+        *_table(["strategy", "validation accuracy"], "lr", rows),
     ]
-    for accuracy, name in scored:
-        mark = " (selected)" if name == chosen else ""
-        lines.append(f"| `{name}`{mark} | {fmt(accuracy, 'pct')} |")
     return "\n" + "\n".join(lines) + "\n"
 
 

@@ -21,8 +21,8 @@ from ..progress import ProgressTracker
 from ..recovery import baseline_removal
 from ..report import DepthTrial, DistillationReport, Evaluation, RecoveryReport, SelectionReport
 from ..selection import deepest_within, point_at
-from ..training import TrainResult, epoch_events, train
-from .fine_tuning_teacher import Teacher
+from ..training import TrainResult
+from .fine_tuning_teacher import Teacher, train_on_labels
 from .preparing import Prepared
 from .selecting import Selected
 
@@ -54,7 +54,9 @@ def recover(
     if not kd.enabled or (selection.layers_removed == 0 and not searching):
         return _unrecovered(prepared, teacher, selected, [])
     search_steps = math.ceil(math.log2(prepared.max_removed + 1)) if searching else 0
-    healer = Healer(prepared, teacher, tracker, 1 + len(kd.compare) + search_steps)
+    healer = Healer(
+        prepared, teacher, tracker, 1 + len(kd.compare) + search_steps, selected.state_metrics
+    )
     # Without the attention term the frozen teacher runs only for its states: sdpa is faster.
     teacher_attention = (
         contextlib.nullcontext() if kd.attention_weight > 0 else fast_attention(teacher.model)
@@ -65,11 +67,15 @@ def recover(
         if k == 0:
             return _unrecovered(prepared, teacher, selected, trials, healer.teacher_seconds)
         strategy, _ = point_at(selected.curves, spec.strategy, k)
-        healed = [healer.heal(strategy, _order(selected, strategy, k))]
-        for candidate in kd.compare:
-            order = _candidate_order(prepared, selected, candidate, k)
+        orders = [(strategy, _order(selected, strategy, k))]
+        orders += [(c, _candidate_order(prepared, selected, c, k)) for c in kd.compare]
+        healed: list[Healed] = []
+        for candidate, order in orders:
             healed.append(healer.heal(candidate, order))
-    best = max(healed, key=lambda h: h.validation_accuracy)  # ties: the job's own candidate
+            # Only the best so far can still be exported (ties: the earlier, the job's own
+            # candidate first), so only its student is kept.
+            best = max(healed, key=lambda h: h.validation_accuracy)
+            healer.keep_only(best)
     report = RecoveryReport(
         schedule=kd.schedule,
         teacher_seconds=healer.teacher_seconds,
@@ -78,7 +84,8 @@ def recover(
         exported=best.candidate,
     )
     final = _selection_report(prepared, selected, best, strategy, trials)
-    return Recovered(best.student, best.kept, best.after, _kd_report(prepared, best), report, final)
+    student, kd_report = healer.student(best), _kd_report(prepared, best)
+    return Recovered(student, best.kept, best.after, kd_report, report, final)
 
 
 def _search(
@@ -90,14 +97,21 @@ def _search(
 
     def recovered_accuracy(k: int) -> float:
         strategy, point = point_at(selected.curves, spec.strategy, k)
-        accuracy = healer.heal(strategy, _order(selected, strategy, k)).validation_accuracy
+        healed = healer.heal(strategy, _order(selected, strategy, k))
+        accuracy, met = healed.validation_accuracy, healed.validation_accuracy >= floor
+        # The bisection only goes deeper after a pass, so the depth exported is the last passing
+        # one (or ``start``, never recovered here): no other trial's student is needed.
+        if met:
+            healer.keep_only(healed)
+        else:
+            healer.release(healed)
         trials.append(
             DepthTrial(
                 layers_removed=k,
                 strategy=strategy,
                 removed_layers=point.removed,
                 validation_accuracy=accuracy,
-                met_target=accuracy >= floor,
+                met_target=met,
             )
         )
         return accuracy
@@ -194,15 +208,11 @@ def train_student(
     epochs, learning rate, batch size, schedule and seed: the control that tells distillation's
     gain from the extra epochs'."""
     kd = prepared.spec.distillation
-    return train(
+    return train_on_labels(
+        prepared,
         model,
-        prepared.train_set,
-        prepared.validation,
-        prepared.runtime,
+        tracker,
         epochs=kd.epochs,
-        learning_rate=prepared.learning_rate(kd.learning_rate),
-        batch_size=kd.batch_size,
-        seed=prepared.seed,
-        on_batch=tracker.update,
-        on_epoch=epoch_events(tracker, "training"),
+        learning_rate=kd.learning_rate,
+        what="training",
     )

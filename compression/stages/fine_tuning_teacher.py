@@ -14,7 +14,7 @@ from transformers import PreTrainedModel
 
 from ..progress import ProgressTracker
 from ..report import TeacherReport
-from ..training import epoch_events, train
+from ..training import TrainResult, epoch_events, train
 from .preparing import Prepared
 
 TEACHER_CHECKPOINT = "teacher.safetensors"
@@ -48,17 +48,13 @@ def fine_tune_teacher(
         safetensors.torch.load_model(model, checkpoint, device=str(prepared.runtime.device))
         tracker.event("message", "teacher restored from the job's checkpoint")
         return Teacher(model, TeacherReport(fine_tuned=True, resumed_from_checkpoint=True))
-    result = train(
+    result = train_on_labels(
+        prepared,
         model,
-        prepared.train_set,
-        prepared.validation,
-        prepared.runtime,
+        tracker,
         epochs=options.teacher_epochs,
-        learning_rate=prepared.learning_rate(options.teacher_learning_rate),
-        batch_size=prepared.spec.distillation.batch_size,
-        seed=prepared.seed,
-        on_batch=tracker.update,
-        on_epoch=epoch_events(tracker, "teacher"),
+        learning_rate=options.teacher_learning_rate,
+        what="teacher",
     )
     if checkpoint is not None:
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
@@ -70,3 +66,33 @@ def fine_tune_teacher(
         history=result.history,
     )
     return Teacher(model, report)
+
+
+def train_on_labels(
+    prepared: Prepared,
+    model: PreTrainedModel,
+    tracker: ProgressTracker,
+    *,
+    epochs: int,
+    learning_rate: float | None,
+    what: str,
+) -> TrainResult:
+    """Train ``model`` in place on the labels alone (cross-entropy), with the job's data, batch
+    size and seed: the teacher's recipe, which distillation's label-only control shares.
+
+    Args:
+        learning_rate: the spec's, None for the default for the model's size.
+        what: names the epochs in their events.
+    """
+    return train(
+        model,
+        prepared.train_set,
+        prepared.validation,
+        prepared.runtime,
+        epochs=epochs,
+        learning_rate=prepared.learning_rate(learning_rate),
+        batch_size=prepared.spec.distillation.batch_size,
+        seed=prepared.seed,
+        on_batch=tracker.update,
+        on_epoch=epoch_events(tracker, what),
+    )

@@ -9,7 +9,7 @@ from ..catalogue import RANDOM
 from ..progress import ProgressTracker
 from ..report import RANDOM_SEED_PREFIX, CurvePoint, Metrics, SelectionReport, StrategyReport
 from ..selection import Curve, Selection, select
-from ..sweep import Trajectory
+from ..sweep import StateMetrics, Trajectory
 from .evaluating_baseline import Baseline
 from .fusing import Fused
 from .preparing import Prepared
@@ -18,13 +18,15 @@ from .preparing import Prepared
 @dataclass(frozen=True)
 class Selected:
     """The chosen strategy and depth before recovery, every strategy's curve (``random`` as its
-    mean too) and the real trajectories' curves, from which recovery may choose another depth."""
+    mean too) and the real trajectories' curves, from which recovery may choose another depth;
+    ``state_metrics`` is the sweep's metrics of every removal it evaluated, probe included."""
 
     selection: Selection
     report: SelectionReport
     strategies: dict[str, StrategyReport]
     curves: dict[str, Curve]
     baseline_accuracy: float
+    state_metrics: StateMetrics
 
 
 def select_depth(
@@ -49,6 +51,7 @@ def select_depth(
         strategy_reports(fused.trajectories, curves),
         curves,
         baseline.accuracy,
+        fused.sweep.metrics,
     )
 
 

@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -22,7 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import worker as worker_command
-from .exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from .exit_codes import EXIT_BAD_INPUT, EXIT_OK
+from .supervisor import Processes, supervise
 
 if TYPE_CHECKING:
     from layerfuse.service.settings import Settings
@@ -32,6 +31,7 @@ KEY_FILE = "api_key"
 SIGNING_KEY_FILE = "webhook_signing_key"
 LOCAL_TENANT = "local"
 READY_TIMEOUT_S = 90
+STOP_GRACE_S = 15  # then a process that has not stopped is killed
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -160,15 +160,22 @@ def run_up(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     url = f"http://{args.host}:{args.port}"
     command = [sys.executable, "-m", "layerfuse.cli"]
-    return _supervise(
-        [
-            [*command, "worker"],
-            [*command, "webhooks"],
-            [*command, "serve", "--host", args.host, "--port", str(args.port)],
-        ],
-        env,
-        url,
-        lambda ready: _up_banner(url, ready, settings, generated),
+    commands = [
+        [*command, "worker"],
+        [*command, "webhooks"],
+        [*command, "serve", "--host", args.host, "--port", str(args.port)],
+    ]
+
+    def started(processes: Processes, stopping: Callable[[], bool]) -> None:
+        ready = _wait_ready(url, processes, stopping)
+        if not stopping():
+            print(_up_banner(url, ready, settings, generated), flush=True)
+
+    return supervise(
+        [(c, env) for c in commands],
+        failure="a layerfuse process stopped; shutting down",
+        grace_s=STOP_GRACE_S,
+        started=started,
     )
 
 
@@ -196,41 +203,6 @@ def _up_banner(url: str, ready: bool, settings: Settings, generated: str | None)
     return "\n".join(lines)
 
 
-def _supervise(
-    commands: list[list[str]], env: dict[str, str], url: str, banner: Callable[[bool], str]
-) -> int:
-    """Run ``commands`` until Ctrl-C, SIGTERM or one of them stops; then stop them all."""
-    processes = [subprocess.Popen(command, env=env) for command in commands]
-    stopping = False
-
-    def stop(*_: Any) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    try:
-        ready = _wait_ready(url, processes, lambda: stopping)
-        if not stopping:
-            print(banner(ready), flush=True)
-        while not stopping and all(p.poll() is None for p in processes):
-            time.sleep(0.5)
-        failed = not stopping
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-    if failed:
-        print("error: a layerfuse process stopped; shutting down", file=sys.stderr)
-        return EXIT_FAILED
-    return EXIT_OK
-
-
 def _local_key(data_dir: Path, name: str = KEY_FILE, prefix: str = "lf_") -> str:
     """A key of this data directory, generated on first use and kept (mode 0600)."""
     path = data_dir / name
@@ -243,9 +215,7 @@ def _local_key(data_dir: Path, name: str = KEY_FILE, prefix: str = "lf_") -> str
     return key
 
 
-def _wait_ready(
-    url: str, processes: list[subprocess.Popen[bytes]], stopping: Callable[[], bool]
-) -> bool:
+def _wait_ready(url: str, processes: Processes, stopping: Callable[[], bool]) -> bool:
     import httpx
 
     deadline = time.monotonic() + READY_TIMEOUT_S

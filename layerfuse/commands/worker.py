@@ -11,13 +11,11 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import signal
-import subprocess
 import sys
-import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from .exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from .exit_codes import EXIT_BAD_INPUT, EXIT_OK
+from .supervisor import supervise
 
 if TYPE_CHECKING:
     from layerfuse.service.settings import Settings
@@ -130,28 +128,12 @@ def _start_celery(device: WorkerDevice, settings: Settings, pool: str, log_level
 
 
 def run_per_gpu(gpus: list[str], pool: str, log_level: str) -> int:
-    """One ``layerfuse worker --device cuda`` per GPU until stopped or one of them stops."""
+    """One ``layerfuse worker --device cuda`` per GPU until stopped or one of them stops; a
+    stopped worker's running job finishes first, however long it takes."""
     command = [sys.executable, "-m", "layerfuse.cli", "worker", "--device", "cuda"]
     command += ["--pool", pool, "--log-level", log_level]
-    children = [
-        subprocess.Popen(command, env={**os.environ, "CUDA_VISIBLE_DEVICES": gpu}) for gpu in gpus
-    ]
-    stopping = False
-
-    def stop(*_: Any) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    while not stopping and all(child.poll() is None for child in children):
-        time.sleep(0.5)
-    for child in children:
-        if child.poll() is None:
-            child.terminate()  # a warm shutdown: the running job finishes first
-    for child in children:
-        child.wait()
-    if not stopping:
-        print("error: a GPU worker stopped; stopping the others", file=sys.stderr)
-        return EXIT_FAILED
-    return EXIT_OK
+    return supervise(
+        [(command, {**os.environ, "CUDA_VISIBLE_DEVICES": gpu}) for gpu in gpus],
+        failure="a GPU worker stopped; stopping the others",
+        grace_s=None,
+    )

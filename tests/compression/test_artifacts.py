@@ -18,6 +18,7 @@ from layerfuse.compression.artifacts import (
     write_signals_csv,
 )
 from layerfuse.compression.catalogue import BLOCK_INFLUENCE, SIGNAL_IDS, STRATEGY_IDS
+from layerfuse.compression.model_card import _table
 from layerfuse.compression.plots import normalise_columns
 from layerfuse.compression.report import Report
 from layerfuse.compression.spec import MethodSpec
@@ -438,3 +439,11 @@ def test_model_card_without_distillation_or_metrics(tmp_path: Path) -> None:
     assert "Distillation was not run" in text
     assert "| Validation accuracy | 90.00% | n/a | n/a |" in text
     assert "improvement factor of n/a" in text
+
+
+def test_model_card_tables_align_numbers_right_and_keep_a_blank_corner() -> None:
+    assert _table(["", "after"], "lr", [["Accuracy", "90.00%"]]) == [
+        "| | after |",
+        "|---|---:|",
+        "| Accuracy | 90.00% |",
+    ]
