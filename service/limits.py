@@ -4,6 +4,13 @@ A pure ASGI middleware (streamed responses pass through untouched):
 
 - past ``api_max_inflight`` requests in flight, a new ``/v1`` request is answered 503
   ``service_busy`` with ``Retry-After`` at once, instead of queueing without bound;
+- at most ``api_max_running`` bodyless ``/v1`` requests (the polls) run at once; the rest wait
+  their turn in line (FIFO), parked off the event loop's ready queue. Every running request costs
+  the loop a step in each of its turns, so an unbounded crowd of them makes every turn long and
+  delays everything, ``/healthz`` included (150 back-to-back pollers: ``/healthz`` p99 85 ms).
+  A request holds its slot until its response starts, so streams and downloads do not keep one;
+  requests with a body are not held back (their body arrives at the client's pace, bounded by
+  ``body_timeout_s``, and a slow upload must not hold a slot);
 - a JSON body (anything not multipart) larger than ``max_json_body_bytes``, declared or counted,
   is 413 ``request_too_large`` before it is parsed; uploads count their own bytes
   (:mod:`layerfuse.service.uploads`);
@@ -16,6 +23,7 @@ become problems like any other :class:`~layerfuse.service.errors.ApiError`.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import time
@@ -39,6 +47,9 @@ class BodyLimits:
         self.timeout_s = settings.body_timeout_s
         self.max_inflight = settings.api_max_inflight
         self.inflight = 0
+        self.max_running = settings.api_max_running
+        # One semaphore per event loop: test clients run the app on several loops in turn.
+        self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -50,15 +61,49 @@ class BodyLimits:
             return
         self.inflight += counted
         try:
-            await self.app(scope, self._bounded(scope, receive), send)
+            if not _has_body(scope):
+                # Nothing to bound (and streams read receive for hours).
+                if counted:
+                    await self._run_in_slot(scope, receive, send)
+                else:
+                    await self.app(scope, receive, send)
+            else:
+                await self.app(scope, self._bounded(scope, receive), send)
         finally:
             self.inflight -= counted
+
+    async def _run_in_slot(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run a bodyless request once a slot is free; the slot is freed when the response
+        starts (or the request ends without one)."""
+        slots = self._semaphore()
+        await slots.acquire()
+        held = True
+
+        def free() -> None:
+            nonlocal held
+            if held:
+                held = False
+                slots.release()
+
+        async def send_freeing(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                free()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_freeing)
+        finally:
+            free()
+
+    def _semaphore(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        if self._slots is None or self._slots[0] is not loop:
+            self._slots = (loop, asyncio.Semaphore(self.max_running))
+        return self._slots[1]
 
     def _bounded(self, scope: Scope, receive: Receive) -> Receive:
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length", b"")
-        if not (declared.strip(b"0") or b"transfer-encoding" in headers):
-            return receive  # no body: nothing to bound (and streams read receive for hours)
         multipart = headers.get(b"content-type", b"").startswith(b"multipart/")
         limit = math.inf if multipart else self.max_json
         deadline = time.monotonic() + self.timeout_s
@@ -86,6 +131,11 @@ class BodyLimits:
             return message
 
         return bounded_receive
+
+
+def _has_body(scope: Scope) -> bool:
+    headers = dict(scope.get("headers") or [])
+    return bool(headers.get(b"content-length", b"").strip(b"0") or b"transfer-encoding" in headers)
 
 
 def _too_large(limit: int) -> PayloadTooLarge:

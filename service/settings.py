@@ -146,6 +146,9 @@ class Settings(BaseSettings):
     db_pool_timeout_s: float = Field(default=2.0, gt=0, le=60)
     # Requests in flight past which new ones are answered 503 service_busy at once.
     api_max_inflight: int = Field(default=1024, ge=1)
+    # Bodyless /v1 requests (polls) that run at once; the others wait in line, off the event
+    # loop, so its turns stay short and /healthz answers while the API is saturated.
+    api_max_running: int = Field(default=4, ge=1, le=4096)
     max_json_body_bytes: int = Field(default=1 * MiB, ge=1024)
     # A request body must arrive within this long (slow-body timeout).
     body_timeout_s: float = Field(default=30.0, gt=0)

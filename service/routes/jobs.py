@@ -9,7 +9,7 @@ import logging
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -353,10 +353,12 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobObject)
-async def get_job(job_id: str, tenant: TenantDep, db: DatabaseDep) -> Response:
-    # The hot read of every poller: one thread hop, its session opened and closed inside it,
-    # and the object serialized once (no second validation against the response model).
+async def get_job(job_id: str, tenant: TenantDep, request: Request) -> Response:
+    # The hot read of every poller: one dependency to solve (the database is the app's, read from
+    # the request), one thread hop, its connection opened and closed inside it, and the object
+    # serialized once (no second validation against the response model).
     check_job_id(job_id)
+    db: Database = request.app.state.db
     body = await run_in_threadpool(_job_json, db, tenant, job_id)
     return Response(body, media_type="application/json")
 
