@@ -121,7 +121,11 @@ def train(
     steps_per_epoch = -(-len(data) // batch_size)
     total = steps_per_epoch * epochs
     warmup = max(1, int(WARMUP_FRACTION * total))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=WEIGHT_DECAY)
+    # The fused kernel updates every parameter in one pass; the default per-tensor loop on CPUs
+    # cost ~16% of a MiniLM training step (benchmarks/throughput.py).
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=learning_rate, weight_decay=WEIGHT_DECAY, fused=True
+    )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
         lambda s: (s + 1) / warmup if s < warmup else max(0.0, (total - s) / (total - warmup)),
@@ -147,7 +151,8 @@ def train(
                 loss = loss + extra.float()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
+            # foreach: one batched norm instead of a norm per parameter (not the CPU default).
+            torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM, foreach=True)
             optimizer.step()
             scheduler.step()
             step += 1
