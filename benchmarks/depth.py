@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import kd_control
 import quality
 
 RESULTS = quality.RESULTS_DIR / "depth.json"
@@ -113,31 +114,17 @@ def logit_only_row(report: dict[str, Any]) -> dict[str, Any]:
 def control_row(name: str, args: argparse.Namespace, epochs: int) -> tuple[dict, dict]:
     """The unpruned teacher trained ``epochs`` more with cross-entropy; also the original's
     accuracies, and the teacher saved as a Hugging Face directory for ``formats.py``."""
-    from layerfuse.compression.progress import NeverCancel, ProgressTracker
-    from layerfuse.compression.stages import fine_tune_teacher, prepare
-    from layerfuse.compression.stages.distilling import train_student
-
-    spec = spec_for(name, args, 1, {"epochs": epochs})
-    tracker = ProgressTracker(quality.PrintReporter(f"{name} control"), NeverCancel())
     started = time.perf_counter()
-    prepared = prepare(spec, tracker)
-    tracker.enter("fine_tuning_teacher")
-    teacher = fine_tune_teacher(prepared, tracker, args.work / name / "checkpoint")
-    model, runtime, test = teacher.model, prepared.runtime, prepared.test
-    assert test is not None  # the spec names a test split
-    teacher_dir = args.work / name / "teacher"
-    if not (teacher_dir / "config.json").is_file():
-        model.save_pretrained(teacher_dir)
-        prepared.loaded.tokenizer.save_pretrained(teacher_dir)
-    original = {
-        "validation_accuracy": round(prepared.validation.evaluate(model, runtime)["accuracy"], 6),
-        "test_accuracy": round(test.evaluate(model, runtime)["accuracy"], 6),
-    }
-    result = train_student(prepared, model, tracker)
+    original, result, test_accuracy = kd_control.train_longer(
+        f"{name} control",
+        spec_for(name, args, 1, {"epochs": epochs}),
+        args.work / name / "checkpoint",
+        save_teacher=args.work / name / "teacher",
+    )
     row = {
         "removed": [],
         "validation_accuracy": round(result.best["accuracy"], 6),
-        "test_accuracy": round(test.evaluate(model, runtime)["accuracy"], 6),
+        "test_accuracy": test_accuracy,
         "epochs": epochs,
         "best_epoch": result.best_epoch,
         "seconds": round(time.perf_counter() - started, 1),

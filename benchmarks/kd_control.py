@@ -30,31 +30,46 @@ import quality
 RESULTS = quality.RESULTS_DIR / "kd_control.json"
 
 
-def control(name: str, args: argparse.Namespace, model_dir: Path) -> dict[str, Any]:
-    # The library's own first stages, so the teacher, data and encodings are exactly the quality
-    # run's; only the final training differs (the control's whole point).
+def train_longer(
+    name: str, spec: Any, checkpoint: Path, save_teacher: Path | None = None
+) -> tuple[dict[str, float], Any, float]:
+    """Train the unpruned teacher of ``spec`` for ``spec.distillation.epochs`` more with
+    cross-entropy: the original's accuracies, the training result and the test accuracy after.
+
+    The library's own first stages, so the teacher, data and encodings are exactly the quality
+    run's; only the final training differs (the control's whole point). ``save_teacher`` keeps
+    the teacher, before the extra training, as a Hugging Face directory.
+    """
     from layerfuse.compression.progress import NeverCancel, ProgressTracker
     from layerfuse.compression.stages import fine_tune_teacher, prepare
     from layerfuse.compression.stages.distilling import train_student
 
-    spec = quality.dataset_spec(name, args, model_dir)
     tracker = ProgressTracker(quality.PrintReporter(name), NeverCancel())
-    started = time.perf_counter()
     prepared = prepare(spec, tracker)
     tracker.enter("fine_tuning_teacher")
-    teacher = fine_tune_teacher(prepared, tracker, args.work / name / "checkpoint")
+    teacher = fine_tune_teacher(prepared, tracker, checkpoint)
     model, runtime, test = teacher.model, prepared.runtime, prepared.test
     assert test is not None  # the spec names a test split
+    if save_teacher is not None and not (save_teacher / "config.json").is_file():
+        model.save_pretrained(save_teacher)
+        prepared.loaded.tokenizer.save_pretrained(save_teacher)
     original = {
         "validation_accuracy": round(prepared.validation.evaluate(model, runtime)["accuracy"], 6),
         "test_accuracy": round(test.evaluate(model, runtime)["accuracy"], 6),
     }
     result = train_student(prepared, model, tracker)
+    return original, result, round(test.evaluate(model, runtime)["accuracy"], 6)
+
+
+def control(name: str, args: argparse.Namespace, model_dir: Path) -> dict[str, Any]:
+    spec = quality.dataset_spec(name, args, model_dir)
+    started = time.perf_counter()
+    original, result, test_accuracy = train_longer(name, spec, args.work / name / "checkpoint")
     return {
         "original": original,
         "trained_longer": {
             "validation_accuracy": round(result.best["accuracy"], 6),
-            "test_accuracy": round(test.evaluate(model, runtime)["accuracy"], 6),
+            "test_accuracy": test_accuracy,
             "best_epoch": result.best_epoch,
             "validation_history": [round(h["accuracy"], 4) for h in result.history],
         },
