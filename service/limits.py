@@ -60,15 +60,16 @@ class BodyLimits:
             await _send_busy(scope, send)
             return
         self.inflight += counted
+        headers = dict(scope.get("headers") or [])
         try:
-            if not _has_body(scope):
+            if not _has_body(headers):
                 # Nothing to bound (and streams read receive for hours).
                 if counted:
                     await self._run_in_slot(scope, receive, send)
                 else:
                     await self.app(scope, receive, send)
             else:
-                await self.app(scope, self._bounded(scope, receive), send)
+                await self.app(scope, self._bounded(headers, receive), send)
         finally:
             self.inflight -= counted
 
@@ -101,8 +102,7 @@ class BodyLimits:
             self._slots = (loop, asyncio.Semaphore(self.max_running))
         return self._slots[1]
 
-    def _bounded(self, scope: Scope, receive: Receive) -> Receive:
-        headers = dict(scope.get("headers") or [])
+    def _bounded(self, headers: dict[bytes, bytes], receive: Receive) -> Receive:
         declared = headers.get(b"content-length", b"")
         multipart = headers.get(b"content-type", b"").startswith(b"multipart/")
         limit = math.inf if multipart else self.max_json
@@ -133,8 +133,7 @@ class BodyLimits:
         return bounded_receive
 
 
-def _has_body(scope: Scope) -> bool:
-    headers = dict(scope.get("headers") or [])
+def _has_body(headers: dict[bytes, bytes]) -> bool:
     return bool(headers.get(b"content-length", b"").strip(b"0") or b"transfer-encoding" in headers)
 
 
