@@ -20,6 +20,7 @@ from starlette.types import Receive, Scope, Send
 
 from . import errors, openapi
 from .broker import JobQueue
+from .jobcache import JobReadCache, JobReadFastPath
 from .limits import BodyLimits
 from .metrics import Metrics, RequestContextMiddleware
 from .reconciler import reconcile_once
@@ -115,6 +116,10 @@ def create_app(
     app.state.storage = Storage(settings)
     errors.install(app)
     openapi.install(app)
+    app.state.job_cache = JobReadCache(settings.job_read_cache_s)
+    # Innermost (Starlette wraps the last one added outermost): hits still get admission,
+    # the request id and the metrics.
+    app.add_middleware(JobReadFastPath, cache=app.state.job_cache, settings=settings)
     app.add_middleware(BodyLimits, settings=settings)
     app.add_middleware(
         RequestContextMiddleware, metrics=lambda: getattr(app.state, "metrics", None)

@@ -149,6 +149,9 @@ class Settings(BaseSettings):
     # Bodyless /v1 requests (polls) that run at once; the others wait in line, off the event
     # loop, so its turns stay short and /healthz answers while the API is saturated.
     api_max_running: int = Field(default=4, ge=1, le=4096)
+    # Seconds a job's GET answer is kept for the pollers that read it again (service/jobcache.py);
+    # what a worker changes shows up at most this much later. 0 turns the cache off.
+    job_read_cache_s: float = Field(default=0.5, ge=0, le=5)
     max_json_body_bytes: int = Field(default=1 * MiB, ge=1024)
     # A request body must arrive within this long (slow-body timeout).
     body_timeout_s: float = Field(default=30.0, gt=0)

@@ -21,6 +21,7 @@ from ..broker import BrokerUnavailable
 from ..deps import DatabaseDep, QueueDep, SettingsDep, StorageDep, TenantDep
 from ..errors import Conflict, NotFound, ServiceUnavailable, Unprocessable
 from ..ids import DATASET, IDEMPOTENCY_KEY_PATTERN, JOB, MODEL, JobCursor, is_id
+from ..jobcache import JobReadCache
 from ..netguard import UrlRefused, check_url
 from ..objects import job_model
 from ..routing import decide
@@ -357,9 +358,13 @@ async def get_job(job_id: str, tenant: TenantDep, request: Request) -> Response:
     # The hot read of every poller: one dependency to solve (the database is the app's, read from
     # the request), one thread hop, its connection opened and closed inside it, and the object
     # serialized once (no second validation against the response model).
+    # The body is kept for the next reads of the same poller (service/jobcache.py).
     check_job_id(job_id)
     db: Database = request.app.state.db
+    cache: JobReadCache = request.app.state.job_cache
+    generation = cache.generation
     body = await run_in_threadpool(_job_json, db, tenant, job_id)
+    cache.put(tenant, job_id, body, generation)
     return Response(body, media_type="application/json")
 
 
@@ -377,9 +382,12 @@ def _job_json(db: Database, tenant: str, job_id: str) -> bytes:
     response_model=JobObject,
     summary="Cancel: queued jobs at once, running ones at their next step",
 )
-def cancel_job(job_id: str, tenant: TenantDep, db: DatabaseDep) -> dict[str, Any]:
+def cancel_job(job_id: str, tenant: TenantDep, db: DatabaseDep, request: Request) -> dict[str, Any]:
     with db.session() as session:
         job = get_job_or_404(session, tenant, job_id)
         job = job_store.request_cancel(session, job)
         session.commit()
+        # After the commit: a read that starts now sees the cancel, and one in flight is
+        # not cached.
+        request.app.state.job_cache.evict(tenant, job_id)
         return job_object(job)
