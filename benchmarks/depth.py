@@ -224,7 +224,7 @@ def render(results: dict[str, Any], path: Path) -> None:
             "|---" * (len(CANDIDATES) + 4) + "|",
         ]
         within = beats = 0
-        gains = []
+        gains, costs = [], []
         for name, d in rows:
             depth = d["depths"][k]
             test = {c: depth[c]["test_accuracy"] for c in CANDIDATES}
@@ -234,6 +234,7 @@ def render(results: dict[str, Any], path: Path) -> None:
             within += (original - lf) * 100 <= GOALS[k]
             beats += lf >= max(test["drop-top"], test["uniform"])
             gains.append(lf - test["logit-only"])
+            costs.append(depth["timing"]["distilling_seconds"] / depth["logit-only"]["seconds"])
             lines.append(
                 f"| {name} | {_pct(original)} | "
                 + " | ".join(cells)
@@ -244,12 +245,17 @@ def render(results: dict[str, Any], path: Path) -> None:
             "",
             f"Within {GOALS[k]:.1f} points of the original: {within} of {n}. At least as good as "
             f"the best healed baseline: {beats} of {n}. Mean gain over logit-only: "
-            f"{100 * sum(gains) / n:+.2f} points.",
+            f"{100 * sum(gains) / n:+.2f} points. Recovery wall time (the job's healed "
+            f"comparison against the old recipe's single KD): {min(costs):.1f}x to "
+            f"{max(costs):.1f}x, mean {sum(costs) / n:.1f}x.",
             "",
         ]
     missing = [n for n in ORDER if n not in datasets or len(datasets[n].get("depths", {})) < 2]
     if missing:
         lines += [f"Not yet run (or only one depth): {', '.join(missing)}.", ""]
+    # The reading of the numbers, written by whoever ran it (``notes`` in depth.json).
+    if results.get("notes"):
+        lines += ["## What the numbers say", "", *(f"{note}\n" for note in results["notes"])]
     path.write_text("\n".join(lines))
 
 

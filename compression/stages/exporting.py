@@ -90,6 +90,8 @@ def export(
     if "onnx" in options.formats:
         path = model_dir / ONNX_DIR / ONNX_FILE
         onnx = onnx_export.export_checked(student, validation, path)
+        # Named as the formats rows and the artifacts name it: relative to the job's output.
+        onnx = onnx.model_copy(update={"file": str(path.relative_to(out_dir))})
         _announce(onnx, path.relative_to(out_dir), tracker)
         table |= onnx_rows(
             path,

@@ -32,7 +32,8 @@ def test_onnx_export_matches_pytorch_on_new_shapes(tmp_path, synthetic_data, mod
     result = compress(spec, tmp_path / "out")
     onnx = result.report.to_json()["export"]["onnx"]
     assert "model/onnx/model.onnx" in result.artifacts
-    assert onnx["file"] == "model.onnx"
+    assert onnx["file"] == "model/onnx/model.onnx"
+    assert onnx["bytes"] == (tmp_path / "out" / onnx["file"]).stat().st_size
     assert onnx["max_abs_logit_diff"] <= onnx["tolerance"] == 1e-4
     assert set(onnx["latency_ms"]["onnxruntime_cpu"]) == {"batch_1", "batch_32"}
     # A batch size and lengths the export never saw, against the reloaded Hugging Face model.
