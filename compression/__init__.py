@@ -13,7 +13,15 @@ The stages ``compress`` runs are public in :mod:`layerfuse.compression.stages`.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
+
+# PyTorch's CPU allocator maps each large tensor afresh, so the word-embedding gradient of a 30k
+# vocabulary (47 MB, zero-filled every training step) costs a page fault per 4 KB: a quarter of a
+# bf16 MiniLM training step in the profile (benchmarks/README.md, Throughput). Transparent huge
+# pages for large allocations cut that fill about 4x. PyTorch reads the variable once, at its
+# first allocation, so it is set here, before torch loads; a value the user set wins.
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 from .errors import (
     CompressionCancelled,
