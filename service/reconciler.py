@@ -19,8 +19,9 @@ from sqlalchemy import select
 from .broker import BrokerUnavailable, JobQueue
 from .settings import Settings
 from .storage import ATTEMPT_PREFIX, Storage, attempt_number, remove_tree
-from .store import CANCELLING, RUNNING, Database, Job
+from .store import CANCELLING, RUNNING, Database, Job, now
 from .store import jobs as job_store
+from .store import workers as worker_store
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ def reconcile_once(db: Database, queue: JobQueue, settings: Settings) -> job_sto
             max_attempts=settings.max_attempts,
         )
         job_store.purge_idempotency_keys(session, ttl_s=settings.idempotency_ttl_s)
+        worker_store.prune(session, before=now() - settings.worker_retention_s)
     for job_id in outcome.to_enqueue:
         try:
             queue.enqueue(job_id, outcome.routes[job_id])

@@ -168,6 +168,9 @@ class Settings(BaseSettings):
     queued_timeout_s: float = Field(default=600.0, gt=0)
     reconcile_interval_s: float = Field(default=30.0, ge=0)
     worker_seen_timeout_s: float = Field(default=60.0, gt=0)
+    # A worker not seen for this long is forgotten by the reconciler (GET /v1/workers never
+    # listed it: that needs a heartbeat within worker_seen_timeout_s).
+    worker_retention_s: float = Field(default=7 * 24 * 3600.0, gt=0)
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=1)
     broker_polling_interval_s: float = Field(default=0.2, gt=0)
     enqueue_timeout_s: float = Field(default=3.0, gt=0)

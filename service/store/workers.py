@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from .models import Worker, now
@@ -53,3 +53,10 @@ def online(session: Session, since: float, limit: int = 1000) -> list[Worker]:
     query = select(Worker).where(Worker.last_seen_at >= since)
     query = query.order_by(Worker.last_seen_at.desc(), Worker.name).limit(limit)
     return list(session.scalars(query))
+
+
+def prune(session: Session, before: float) -> int:
+    """Forget the workers last seen before ``before``: every restart of a worker process is a
+    new name, so without this the table grows by one row per restart, for ever."""
+    result = session.execute(delete(Worker).where(Worker.last_seen_at < before))
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -11,9 +11,11 @@ from sqlalchemy import update
 from layerfuse.service.reconciler import reconcile_once
 from layerfuse.service.store import FAILED, QUEUED, RUNNING, Database, Job, now
 from layerfuse.service.store import jobs as job_store
+from layerfuse.service.store import workers as worker_store
 from layerfuse.service.store.models import Base
 
 from .conftest import FakeQueue, make_settings
+from .helpers import a_worker
 
 SPEC = {"model": {"source": "upload", "id": "mdl_x"}, "dataset": {"train": "ds_x"}}
 
@@ -144,3 +146,21 @@ def test_reconciler_retries_an_enqueue_that_failed(tmp_path, database_url, db) -
     reconcile_once(db, queue, settings)  # type: ignore[arg-type]
     queue.down = False
     assert reconcile_once(db, queue, settings).reenqueued == [job_id]  # type: ignore[arg-type]
+
+
+def test_reconciler_forgets_workers_not_seen_within_the_retention(
+    tmp_path, database_url, db
+) -> None:
+    settings = make_settings(tmp_path, database_url, worker_retention_s=3600)
+    with db.session() as session:
+        for name, age_s in (("restarted-long-ago", 7200), ("seen-an-hour-less-a-bit", 3500)):
+            worker_store.touch(session, name, a_worker())
+            session.execute(
+                update(worker_store.Worker)
+                .where(worker_store.Worker.name == name)
+                .values(last_seen_at=now() - age_s)
+            )
+    reconcile_once(db, FakeQueue(), settings)  # type: ignore[arg-type]
+    with db.session() as session:
+        left = [w.name for w in worker_store.online(session, since=0)]
+    assert left == ["seen-an-hour-less-a-bit"]
