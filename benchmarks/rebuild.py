@@ -25,8 +25,9 @@ import depth
 import quality
 
 K = 2
-# One example in 500 (validation) or in 1,000 (test) may fall the other way.
-TOLERANCE = 0.002
+# One example in 500 (validation) or in 1,000 (test) may fall the other way (trec: 0.934 against
+# 0.932 on validation, test the same).
+TOLERANCE = 0.0025
 
 
 def rebuild(name: str, args: argparse.Namespace, k: int = K) -> Path:
