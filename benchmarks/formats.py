@@ -6,6 +6,8 @@ For each dataset the depth benchmark (``depth.py``) has finished, it reads from 
 * ``<work>/<name>/k2/out/model/``: the exported model, 2 of its 6 layers removed and recovered;
 * ``<work>/subsets/<name>/{train,validation,test}.jsonl`` and ``manifest.json`` (``pair``);
 
+(``rebuild.py`` remakes the first two from ``depth.json`` where ``runs/depth`` is gone: the
+committed results of trec to 20newsgroups were measured on rebuilt models, imdb's on the job's),
 and measures, with the library's own functions (vocabulary trimming, ONNX export and its check,
 int8 quantization, onnxruntime accuracy, latency), ``hf-fp32``, ``onnx-fp32`` and ``onnx-int8``,
 each with the full vocabulary and trimmed to the train + validation tokens (``-trimmed``): file
