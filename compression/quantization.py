@@ -18,10 +18,10 @@ from .report import Metrics
 def quantize_int8(fp32: Path, out: Path, *, per_channel: bool = True) -> None:
     """Write ``out``: ``fp32``'s weights as int8, activations quantized on the fly.
 
-    Each weight matrix gets one scale per output channel by default: one scale per matrix cost
-    MiniLM 1.2 to 1.3 test points against fp32 on imdb (teacher and 4-layer model), one per
-    channel 0.5 and none, for 0.4% more bytes (``benchmarks/formats.py`` records the per-tensor
-    accuracy of every dataset beside it).
+    Each weight matrix gets one scale per output channel by default. On the formats benchmark
+    (9 datasets, MiniLM with 2 of 6 layers removed, trimmed vocabulary) one scale per channel
+    lost 0.0 to 1.0 test points against fp32 (mean 0.2), one scale per matrix -0.1 to 1.9
+    (mean 0.8), for 0.4% more bytes.
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
