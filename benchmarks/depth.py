@@ -58,6 +58,18 @@ def spec_for(name: str, args: argparse.Namespace, k: int, distillation: dict[str
     )
 
 
+def draw_subsets(name: str, args: argparse.Namespace) -> None:
+    """``name``'s subsets under ``args.subsets`` (kept when already drawn)."""
+    quality.draw_subsets(
+        name,
+        args.shared,
+        args.subsets / name,
+        train_size=args.train_size,
+        validation_size=args.validation_size,
+        test_size=args.test_size,
+    )
+
+
 def run_job(name: str, args: argparse.Namespace, k: int, tag: str, kd: dict[str, Any]) -> dict:
     """One library job at depth ``k``; returns its report.json."""
     from layerfuse.compression import compress
@@ -168,14 +180,7 @@ def run(args: argparse.Namespace) -> None:
     }
     results.setdefault("datasets", {})
     for name in args.datasets:
-        quality.draw_subsets(
-            name,
-            args.shared,
-            args.subsets / name,
-            train_size=args.train_size,
-            validation_size=args.validation_size,
-            test_size=args.test_size,
-        )
+        draw_subsets(name, args)
         entry = results["datasets"].setdefault(name, {"depths": {}})
         for k in args.depths:
             if str(k) in entry["depths"] and not args.force:

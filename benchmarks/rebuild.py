@@ -40,14 +40,7 @@ def rebuild(name: str, args: argparse.Namespace, k: int = K) -> Path:
 
     recorded = json.loads(args.depth_results.read_text())["datasets"][name]["depths"][str(k)]
     exported = recorded["layerfuse"]
-    quality.draw_subsets(
-        name,
-        args.shared,
-        args.subsets / name,
-        train_size=quality.TRAIN_SIZE,
-        validation_size=quality.VALIDATION_SIZE,
-        test_size=quality.TEST_SIZE,
-    )
+    depth.draw_subsets(name, args)
     tracker = ProgressTracker(quality.PrintReporter(f"{name} rebuild k={k}"), NeverCancel())
     prepared = prepare(depth.spec_for(name, args, k, {}), tracker)
     tracker.enter("fine_tuning_teacher")
@@ -88,6 +81,8 @@ def main() -> None:
     args = p.parse_args()
     args.subsets = args.work / "subsets"
     args.n_calib, args.epochs = None, None
+    args.train_size, args.validation_size = quality.TRAIN_SIZE, quality.VALIDATION_SIZE
+    args.test_size = quality.TEST_SIZE
     args.model_dir, _ = quality.fp32_model_dir(quality.default_model_dir(), args.work)
     for name in args.datasets.split(","):
         rebuild(name, args)
