@@ -10,6 +10,7 @@ measurements stay for the report.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -50,6 +51,7 @@ class Healed:
             after=self.after,
             epochs_run=self.result.epochs_run,
             best_epoch=self.result.best_epoch,
+            stopped_by=self.result.stopped_by,
             seconds=self.seconds,
             exported=exported,
         )
@@ -92,10 +94,17 @@ class Healer:
         self.logits = predict(teacher.model, batches, prepared.runtime, len(prepared.train_set))
         self.teacher_seconds = time.perf_counter() - start
 
-    def heal(self, candidate: str, order: list[int]) -> Healed:
+    def heal(self, candidate: str, order: list[int], pace: list[float] | None = None) -> Healed:
         """Remove the layers of ``order`` (in that order for the iterative schedule) and recover.
 
         A removal already recovered under another candidate's name is answered from it.
+
+        Args:
+            pace: the leading candidate's best validation accuracy by epoch
+                (:meth:`TrainResult.best_by_epoch`): the recovery stops after the first epoch at
+                which its own best is below the leader's at the same epoch (after the leader's
+                last epoch, below its final best). Such a candidate can no longer be exported,
+                since the leader's best only grows.
         """
         key = frozenset(order)
         if key in self.healed:
@@ -107,7 +116,9 @@ class Healer:
             student = self._iterate(order)
         else:
             student = pruned_copy(self.teacher.model, self.prepared.loaded.adapter, kept)
-        result = self._train(student, kept, self.kd.max_epochs(len(order)), self.kd.patience)
+        result = self._train(
+            student, kept, self.kd.max_epochs(len(order)), self.kd.patience, _pacer(pace)
+        )
         after = self._evaluate(student, result)
         healed = Healed(
             candidate, list(order), kept, before, after, result, time.perf_counter() - start
@@ -163,7 +174,12 @@ class Healer:
         return student
 
     def _train(
-        self, student: PreTrainedModel, kept: list[int], epochs: int, patience: int | None
+        self,
+        student: PreTrainedModel,
+        kept: list[int],
+        epochs: int,
+        patience: int | None,
+        keep_going: Callable[[int, float], bool] = lambda epoch, best: True,
     ) -> TrainResult:
         prepared, kd = self.prepared, self.kd
         extra = (
@@ -183,6 +199,7 @@ class Healer:
             distill=Distill(self.logits, kd.temperature, kd.alpha),
             extra_loss=extra,
             patience=patience,
+            keep_going=keep_going,
             on_batch=lambda f: self.tracker.update((self.done + f) / self.planned),
             on_epoch=epoch_events(self.tracker, "distillation"),
         )
@@ -195,6 +212,13 @@ class Healer:
         )
         test = prepared.test.evaluate(model, prepared.runtime) if prepared.test else None
         return Evaluation(validation=validation, test=test)
+
+
+def _pacer(pace: list[float] | None) -> Callable[[int, float], bool]:
+    """``keep_going`` for :func:`train`: go on while not behind ``pace`` (``None``: always)."""
+    if not pace:
+        return lambda epoch, best: True
+    return lambda epoch, best: best >= pace[min(epoch, len(pace) - 1)]
 
 
 def _renamed(healed: Healed, candidate: str) -> Healed:

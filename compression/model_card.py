@@ -286,6 +286,12 @@ def _recovery(report: Report) -> str:
         "Each candidate was recovered with the same recipe; the best on validation was exported.",
         "",
     ]
+    if any(c.stopped_by == "race" for c in recovery.candidates):
+        lines += [
+            "A candidate *stopped behind* trailed the leading candidate's best validation "
+            "accuracy at the same epoch and was stopped there (`distillation.race`).",
+            "",
+        ]
     rows = [
         [
             f"`{c.candidate}`" + (" (exported)" if c.exported else ""),
@@ -293,7 +299,7 @@ def _recovery(report: Report) -> str:
             fmt(c.before.validation["accuracy"], "pct"),
             fmt(c.after.validation["accuracy"], "pct"),
             fmt(c.after.test["accuracy"] if c.after.test else None, "pct"),
-            fmt_int(c.epochs_run),
+            fmt_int(c.epochs_run) + (" (stopped behind)" if c.stopped_by == "race" else ""),
         ]
         for c in recovery.candidates
     ]

@@ -257,6 +257,10 @@ class DistillationReport(Section):
     history: list[EpochMetrics] | None = _optional()
 
 
+# Why a training run ended: its epoch limit, early stopping, or the race of the healed comparison.
+StoppedBy = Literal["max-epochs", "early-stopping", "race"]
+
+
 class RecoveredCandidate(Section):
     """One recovered candidate of the healed comparison: its layers, metrics before and after
     the same recovery, and what the recovery took."""
@@ -269,6 +273,8 @@ class RecoveredCandidate(Section):
     best_epoch: int
     seconds: float
     exported: bool
+    # "race": stopped behind the leading candidate (``distillation.race``), so not fully recovered.
+    stopped_by: StoppedBy = "max-epochs"
 
 
 class DepthTrial(Section):

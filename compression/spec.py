@@ -110,6 +110,11 @@ class Distillation(_Strict):
     # Epochs of recovery after each single removal of the iterative schedule (before the last).
     iterative_epochs: int = Field(default=1, ge=1, le=5)
     compare: list[str] = Field(default_factory=_default_compare, max_length=len(COMPARE_IDS))
+    # Race the compared candidates: each later one stops after an epoch at which its best
+    # validation accuracy trails the leader's at the same epoch, since it could then only be
+    # exported by overtaking later. Off, every candidate runs its full recovery (the exact
+    # best-of comparison, at up to one full recovery per candidate).
+    race: bool = True
 
     @field_validator("compare")
     @classmethod

@@ -20,7 +20,7 @@ from .batching import Batch, Encoded
 from .device import Runtime
 from .evaluation import EvalSet
 from .progress import ProgressTracker
-from .report import EpochMetrics, Metrics
+from .report import EpochMetrics, Metrics, StoppedBy
 
 WARMUP_FRACTION = 0.06
 WEIGHT_DECAY = 0.01
@@ -59,6 +59,15 @@ class TrainResult:
     epochs_run: int
     best: Metrics
     history: list[EpochMetrics] = field(default_factory=list)
+    stopped_by: StoppedBy = "max-epochs"
+
+    def best_by_epoch(self) -> list[float]:
+        """The best validation accuracy reached by each epoch (index 0: the starting weights)."""
+        best, curve = float("-inf"), []
+        for row in self.history:
+            best = max(best, float(row["accuracy"]))
+            curve.append(best)
+        return curve
 
 
 def epoch_events(tracker: ProgressTracker, what: str) -> Callable[[int, Metrics], None]:
@@ -106,6 +115,7 @@ def train(
     distill: Distill | None = None,
     extra_loss: ExtraLoss | None = None,
     patience: int | None = None,
+    keep_going: Callable[[int, float], bool] = lambda epoch, best: True,
     on_batch: Callable[[float], None] = lambda fraction: None,
     on_epoch: Callable[[int, Metrics], None] = lambda epoch, metrics: None,
 ) -> TrainResult:
@@ -165,6 +175,10 @@ def train(
             result.best, result.best_epoch = metrics, epoch
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         elif patience is not None and epoch - result.best_epoch >= patience:
+            result.stopped_by = "early-stopping"
+            break
+        if epoch < epochs and not keep_going(epoch, result.best["accuracy"]):
+            result.stopped_by = "race"
             break
     model.load_state_dict(best_state)
     model.eval()

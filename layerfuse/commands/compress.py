@@ -79,6 +79,11 @@ def add_method_arguments(parser: argparse.ArgumentParser) -> None:
         help="candidates recovered beside the strategy's at the selected depth, comma-separated "
         "(default: drop-top,uniform; 'none' turns the comparison off)",
     )
+    method.add_argument(
+        "--no-race",
+        action="store_true",
+        help="recover every compared candidate fully instead of stopping those behind the leader",
+    )
     method.add_argument("--max-length", type=int, default=128)
     method.add_argument("--n-calib", type=int, default=512)
     method.add_argument("--seed", type=int, default=0)
@@ -141,6 +146,8 @@ def distillation_fields(args: argparse.Namespace) -> dict[str, Any]:
     if args.compare is not None:
         names = [c.strip() for c in args.compare.split(",") if c.strip()]
         fields["compare"] = [] if names == ["none"] else names
+    if args.no_race:
+        fields["race"] = False
     return fields
 
 

@@ -150,3 +150,44 @@ def test_the_depth_search_keeps_only_the_deepest_passing_depths_student(selected
     assert [t.layers_removed for t in trials] == [2, 3]
     order = chosen.strategies["weight-magnitude"].removal_order
     assert healer.kept == {frozenset(order[:2])}
+
+
+def _with_epochs(prepared, epochs):
+    # Patience beyond the epochs, so only the limit or the race can end a recovery.
+    kd = prepared.spec.distillation.model_copy(update={"epochs": epochs, "patience": 10})
+    return replace(prepared, spec=prepared.spec.model_copy(update={"distillation": kd}))
+
+
+def test_a_candidate_behind_the_leaders_pace_stops_and_one_level_runs_on(selected):
+    prepared, teacher, chosen, tracker = selected
+    prepared = _with_epochs(prepared, 3)
+    healer = Healer(prepared, teacher, tracker, 3, chosen.state_metrics)
+    free = healer.heal("free", [3, 2])
+    assert (free.result.epochs_run, free.result.stopped_by) == (3, "max-epochs")
+    behind = healer.heal("behind", [1, 2], pace=[2.0])  # no accuracy reaches 2.0
+    assert (behind.result.epochs_run, behind.result.stopped_by) == (1, "race")
+    assert behind.report(exported=False).stopped_by == "race"
+    level = healer.heal("level", [0, 2], pace=[-1.0])  # every accuracy keeps up
+    assert (level.result.epochs_run, level.result.stopped_by) == (3, "max-epochs")
+
+
+def test_the_healed_comparison_races_only_when_asked(selected, monkeypatch):
+    prepared, teacher, chosen, tracker = selected
+    paces: list = []
+    original = Healer.heal
+
+    def recorded(self, candidate, order, pace=None):
+        paces.append(pace)
+        return original(self, candidate, order, pace)
+
+    monkeypatch.setattr(Healer, "heal", recorded)
+    for race in (True, False):
+        paces.clear()
+        kd = prepared.spec.distillation.model_copy(update={"epochs": 2, "race": race})
+        raced = replace(prepared, spec=prepared.spec.model_copy(update={"distillation": kd}))
+        recovered = stages.recover(raced, teacher, chosen, tracker)
+        assert paces[0] is None  # the job's own candidate sets the pace
+        assert all((p is not None) is race for p in paces[1:]) and len(paces) == 3
+        best = max(c.after.validation["accuracy"] for c in recovered.recovery.candidates)
+        for c in recovered.recovery.candidates:
+            assert c.stopped_by != "race" or c.after.validation["accuracy"] < best

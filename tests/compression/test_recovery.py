@@ -171,3 +171,29 @@ def test_accuracy_drop_is_judged_after_recovery(tiny_encoder, synthetic_data, tm
     if k:
         assert report.final.validation["accuracy"] >= floor
         assert report.recovery.candidates[0].removed_layers == report.selection.removed_layers
+
+
+def test_training_ends_when_its_caller_says_so_and_is_not_asked_after_the_last_epoch(
+    tiny_classifier,
+):
+    model, tokenizer, _ = load_eager(tiny_classifier)
+    data = encoded_rows(tokenizer, n=32)
+    validation = EvalSet(encoded_rows(tokenizer, n=24, seed=5), 64)
+    common = {"learning_rate": 1e-4, "batch_size": 16, "seed": 0}
+    asked: list[int] = []
+
+    def stop_after_two(epoch: int, best: float) -> bool:
+        asked.append(epoch)
+        return epoch < 2
+
+    raced = train(
+        copy.deepcopy(model), data, validation, FP32, epochs=4, keep_going=stop_after_two, **common
+    )
+    assert (raced.epochs_run, raced.stopped_by) == (2, "race") and asked == [1, 2]
+    asked.clear()
+    full = train(
+        copy.deepcopy(model), data, validation, FP32, epochs=2, keep_going=stop_after_two, **common
+    )
+    assert (full.epochs_run, full.stopped_by) == (2, "max-epochs") and asked == [1]
+    assert full.best_by_epoch() == sorted(full.best_by_epoch())
+    assert len(full.best_by_epoch()) == 3  # the starting weights and both epochs

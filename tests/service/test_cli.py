@@ -187,6 +187,20 @@ def test_submit_and_compress_pass_compare_to_the_spec(given, compare) -> None:
         assert MethodSpec(**fields).distillation.compare == compare
 
 
+@pytest.mark.parametrize(("given", "race"), [([], True), (["--no-race"], False)])
+def test_submit_and_compress_pass_race_to_the_spec(given, race) -> None:
+    from layerfuse.commands.compress import method_fields
+    from layerfuse.compression.spec import MethodSpec
+
+    for command in ("submit", "compress"):
+        args = build_parser().parse_args(
+            [command, "--model", "m", "--train", "t.jsonl", "--out", "o", *given]
+        )
+        fields = method_fields(args)
+        fields.pop("columns")
+        assert MethodSpec(**fields).distillation.race is race
+
+
 @pytest.mark.parametrize(
     ("args", "env", "message"),
     [
