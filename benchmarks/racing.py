@@ -1,0 +1,179 @@
+"""What racing the healed comparison costs and changes, against the depth benchmark's full one.
+
+For each dataset and depth k of ``depth.json`` (same subsets, teacher and settings): the three
+candidates the depth job recovered (``fusion-random-forest``'s layers, then ``drop-top`` and
+``uniform``) are recovered again in the job's order with the library's default recipe, now with
+``distillation.race`` on (a later candidate stops after the first epoch at which its best
+validation accuracy trails the leader's at the same epoch), and the former single recovery
+(the fused choice, logit KD for 3 fixed epochs) runs beside it on the same machine in the same
+process. Recorded per depth:
+
+* ``raced``: per candidate its epochs, why it stopped, validation and test accuracy and seconds;
+  the exported candidate (best on validation) and its test accuracy;
+* ``full``: what ``depth.json`` recorded for the unraced comparison (every candidate recovered
+  fully), to tell whether racing changed the exported model;
+* ``cost``: the raced comparison's seconds (teacher logits and the recoveries, as the job's
+  distilling stage) over the single logit-only recovery's, the issue's "at most 3x".
+
+The sweep is not rerun: its only effect on recovery is which layers the fused choice removes,
+and that is in ``depth.json``; the metrics before recovery are measured once up front, outside the
+timings, as the job reads them from its sweep. The teacher is fine-tuned with its seed (or read
+from ``--work/<name>/checkpoint``), as ``rebuild.py`` does.
+
+    python benchmarks/racing.py --datasets trec,emotion,sst2,mr     # results/racing.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import depth
+import quality
+
+RESULTS = quality.RESULTS_DIR / "racing.json"
+ORDER = ("fusion-random-forest", "drop-top", "uniform")  # the depth job's healed comparison
+COST_GOAL = 3.0
+
+
+def _timed_comparison(
+    prepared, teacher, tracker, measured, rows, candidates: tuple[str, ...], race: bool
+) -> dict[str, Any]:
+    """The distilling stage's healed comparison of ``candidates`` (in that order), timed."""
+    from layerfuse.compression.healing import Healer
+
+    started = time.perf_counter()
+    healer = Healer(prepared, teacher, tracker, len(candidates), measured)
+    healed, best = [], None
+    for candidate in candidates:
+        pace = best.result.best_by_epoch() if best is not None and race else None
+        healed.append(healer.heal(candidate, rows[candidate]["removed"], pace))
+        best = max(healed, key=lambda h: h.validation_accuracy)
+        healer.keep_only(best)
+    seconds = time.perf_counter() - started
+    return {
+        "seconds": round(seconds, 1),
+        "teacher_logits_seconds": round(healer.teacher_seconds, 1),
+        "exported": best.candidate,
+        "candidates": {
+            h.candidate: {
+                "removed": sorted(h.removed),
+                "epochs": h.result.epochs_run,
+                "stopped_by": h.result.stopped_by,
+                "validation_accuracy": round(h.validation_accuracy, 6),
+                "test_accuracy": round(float(h.after.test["accuracy"]), 6),
+                "seconds": round(h.seconds, 1),
+            }
+            for h in healed
+        },
+    }
+
+
+def run_depth(name: str, args: argparse.Namespace, k: int, recorded: dict) -> dict[str, Any]:
+    from layerfuse.compression.models import pruned_copy
+    from layerfuse.compression.progress import NeverCancel, ProgressTracker
+    from layerfuse.compression.stages import fine_tune_teacher, prepare
+
+    rows = {c: recorded[c] for c in ORDER}
+    tracker = ProgressTracker(quality.PrintReporter(f"{name} racing k={k}"), NeverCancel())
+    prepared = prepare(depth.spec_for(name, args, k, {}), tracker)
+    old_kd = prepared.spec.distillation.model_validate(depth.OLD_RECIPE)
+    old = replace(prepared, spec=prepared.spec.model_copy(update={"distillation": old_kd}))
+    tracker.enter("fine_tuning_teacher")
+    teacher = fine_tune_teacher(prepared, tracker, args.work / name / "checkpoint")
+    measured = {}
+    for row in rows.values():
+        kept = [i for i in range(prepared.num_layers) if i not in row["removed"]]
+        copy = pruned_copy(teacher.model, prepared.loaded.adapter, kept)
+        measured[frozenset(row["removed"])] = {
+            "validation": prepared.validation.evaluate(copy, prepared.runtime),
+            "test": prepared.test.evaluate(copy, prepared.runtime),
+        }
+    tracker.enter("distilling")
+    raced = _timed_comparison(prepared, teacher, tracker, measured, rows, ORDER, race=True)
+    single = _timed_comparison(old, teacher, tracker, measured, rows, ORDER[:1], race=False)
+    full_exported = recorded["layerfuse"]["candidate"]
+    return {
+        "raced": raced,
+        "logit_only": {
+            "seconds": single["seconds"],
+            **single["candidates"][ORDER[0]],
+        },
+        "full": {
+            "exported": full_exported,
+            "test_accuracy": recorded["layerfuse"]["test_accuracy"],
+            "validation_accuracy": recorded["layerfuse"]["validation_accuracy"],
+            "epochs": {c: rows[c]["epochs"] for c in ORDER},
+        },
+        "cost": round(raced["seconds"] / single["seconds"], 2),
+        "same_export": raced["exported"] == full_exported
+        or rows[raced["exported"]]["removed"] == rows[full_exported]["removed"],
+    }
+
+
+def _exported_test(done: dict[str, Any]) -> float:
+    raced = done["raced"]
+    return raced["candidates"][raced["exported"]]["test_accuracy"]
+
+
+def summary(results: dict[str, Any]) -> dict[str, Any]:
+    done = [d for ds in results["datasets"].values() for d in ds.values()]
+    costs = [d["cost"] for d in done]
+    return {
+        "depths_measured": len(done),
+        "cost_range": [min(costs), max(costs)] if costs else None,
+        "cost_within_goal": sum(c <= COST_GOAL for c in costs),
+        "same_export": sum(d["same_export"] for d in done),
+        # The raced export's test accuracy minus the full comparison's, in points.
+        "test_change_points": [
+            round(100 * (_exported_test(d) - d["full"]["test_accuracy"]), 1) for d in done
+        ],
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--datasets", default=",".join(depth.ORDER), help="comma-separated, in order")
+    p.add_argument("--depths", default="2,3")
+    p.add_argument("--shared", type=Path, default=quality.DEFAULT_SHARED)
+    p.add_argument("--work", type=Path, default=depth.DEFAULT_WORK)
+    p.add_argument("--depth-results", type=Path, default=depth.RESULTS)
+    p.add_argument("--results", type=Path, default=RESULTS)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--max-length", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    args.subsets = args.work / "subsets"
+    args.n_calib, args.epochs, args.commit = None, None, None
+    args.train_size, args.validation_size = quality.TRAIN_SIZE, quality.VALIDATION_SIZE
+    args.test_size = quality.TEST_SIZE
+    args.model_dir, model_note = quality.fp32_model_dir(quality.default_model_dir(), args.work)
+    recorded = json.loads(args.depth_results.read_text())["datasets"]
+    results = json.loads(args.results.read_text()) if args.results.is_file() else {}
+    results["settings"] = {
+        "depth_settings": "as results/depth.json",
+        "race": "distillation.race on (library default); everything else the library default",
+        "reference": "one recovery of the fused choice, logit KD, 3 fixed epochs (OLD_RECIPE)",
+        "command": "python benchmarks/racing.py",
+        **quality.environment(args, model_note),
+    }
+    results.setdefault("datasets", {})
+    for name in args.datasets.split(","):
+        depth.draw_subsets(name, args)
+        for k in args.depths.split(","):
+            entry = results["datasets"].setdefault(name, {})
+            if k in entry:
+                print(f"{name} k={k}: already in {args.results}, skipped", flush=True)
+                continue
+            entry[k] = run_depth(name, args, int(k), recorded[name]["depths"][k])
+            results["summary"] = summary(results)
+            quality.write_json_atomic(args.results, results)
+            print(f"{name} k={k}: {json.dumps(entry[k])}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
