@@ -70,6 +70,18 @@ def draw_subsets(name: str, args: argparse.Namespace) -> None:
     )
 
 
+def add_rerun_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments of the scripts that redo part of this benchmark from ``depth.json``
+    (``rebuild.py``, ``hidden_term.py``, ``racing.py``): where its data, work and results are,
+    and its settings."""
+    p.add_argument("--shared", type=Path, default=quality.DEFAULT_SHARED)
+    p.add_argument("--work", type=Path, default=DEFAULT_WORK)
+    p.add_argument("--depth-results", type=Path, default=RESULTS)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--max-length", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+
+
 def run_job(name: str, args: argparse.Namespace, k: int, tag: str, kd: dict[str, Any]) -> dict:
     """One library job at depth ``k``; returns its report.json."""
     from layerfuse.compression import compress

@@ -139,13 +139,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--datasets", default=",".join(depth.ORDER), help="comma-separated, in order")
     p.add_argument("--depths", default="2,3")
-    p.add_argument("--shared", type=Path, default=quality.DEFAULT_SHARED)
-    p.add_argument("--work", type=Path, default=depth.DEFAULT_WORK)
-    p.add_argument("--depth-results", type=Path, default=depth.RESULTS)
+    depth.add_rerun_arguments(p)
     p.add_argument("--results", type=Path, default=RESULTS)
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--max-length", type=int, default=64)
-    p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     args.subsets = args.work / "subsets"
     args.n_calib, args.epochs, args.commit = None, None, None

@@ -70,12 +70,7 @@ def rebuild(name: str, args: argparse.Namespace, k: int = K) -> Path:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--datasets", default=",".join(depth.ORDER), help="comma-separated")
-    p.add_argument("--shared", type=Path, default=quality.DEFAULT_SHARED)
-    p.add_argument("--work", type=Path, default=depth.DEFAULT_WORK)
-    p.add_argument("--depth-results", type=Path, default=depth.RESULTS)
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--max-length", type=int, default=64)
-    p.add_argument("--seed", type=int, default=0)
+    depth.add_rerun_arguments(p)
     # Another name than the job's ``out`` keeps a model the job wrote, to compare the two.
     p.add_argument("--into", default="out", help="write <work>/<name>/k2/<into>/model")
     args = p.parse_args()
