@@ -10,10 +10,14 @@ process. Recorded per depth:
 
 * ``raced``: per candidate its epochs, why it stopped, validation and test accuracy and seconds;
   the exported candidate (best on validation) and its test accuracy;
-* ``full``: what ``depth.json`` recorded for the unraced comparison (every candidate recovered
-  fully), to tell whether racing changed the exported model;
+* ``full``: the unraced comparison (every candidate recovered fully): the candidates the race
+  did not stop are the same runs (seeded; the pace only ends a run early), so only the stopped
+  ones are recovered again, fully; whether racing changed the exported model (``same_export``);
+* ``depth_json``: what the depth job exported, for reference (this teacher and these recoveries
+  are rebuilt, not the job's: up to a few examples apart, see ``rebuild.py``);
 * ``cost``: the raced comparison's seconds (teacher logits and the recoveries, as the job's
-  distilling stage) over the single logit-only recovery's, the issue's "at most 3x".
+  distilling stage) over the single logit-only recovery's, the issue's "at most 3x";
+  ``full_cost`` the same for the unraced comparison.
 
 The sweep is not rerun: its only effect on recovery is which layers the fused choice removes,
 and that is in ``depth.json``; the metrics before recovery are measured once up front, outside the
@@ -96,28 +100,42 @@ def run_depth(name: str, args: argparse.Namespace, k: int, recorded: dict) -> di
     tracker.enter("distilling")
     raced = _timed_comparison(prepared, teacher, tracker, measured, rows, ORDER, race=True)
     single = _timed_comparison(old, teacher, tracker, measured, rows, ORDER[:1], race=False)
-    full_exported = recorded["layerfuse"]["candidate"]
+    full = _full_comparison(prepared, teacher, tracker, measured, rows, raced)
+    exported = raced["candidates"][raced["exported"]]
     return {
         "raced": raced,
-        "logit_only": {
-            "seconds": single["seconds"],
-            **single["candidates"][ORDER[0]],
-        },
-        "full": {
-            "exported": full_exported,
-            "test_accuracy": recorded["layerfuse"]["test_accuracy"],
+        "full": full,
+        "logit_only": {"seconds": single["seconds"], **single["candidates"][ORDER[0]]},
+        "depth_json": {
+            "exported": recorded["layerfuse"]["candidate"],
             "validation_accuracy": recorded["layerfuse"]["validation_accuracy"],
-            "epochs": {c: rows[c]["epochs"] for c in ORDER},
+            "test_accuracy": recorded["layerfuse"]["test_accuracy"],
         },
         "cost": round(raced["seconds"] / single["seconds"], 2),
-        "same_export": raced["exported"] == full_exported
-        or rows[raced["exported"]]["removed"] == rows[full_exported]["removed"],
+        "full_cost": round(full["seconds"] / single["seconds"], 2),
+        "same_export": exported["removed"] == full["candidates"][full["exported"]]["removed"],
     }
 
 
-def _exported_test(done: dict[str, Any]) -> float:
-    raced = done["raced"]
-    return raced["candidates"][raced["exported"]]["test_accuracy"]
+def _full_comparison(prepared, teacher, tracker, measured, rows, raced) -> dict[str, Any]:
+    """The unraced comparison: the raced candidates that ran their whole recovery are the same
+    runs (seeded, the pace only ends a run), so only those the race stopped are recovered again,
+    fully; the seconds add the raced ones' and the teacher logits'."""
+    stopped = tuple(c for c, row in raced["candidates"].items() if row["stopped_by"] == "race")
+    again = (
+        _timed_comparison(prepared, teacher, tracker, measured, rows, stopped, race=False)
+        if stopped
+        else {"candidates": {}}
+    )
+    candidates = {**raced["candidates"], **again["candidates"]}
+    seconds = raced["teacher_logits_seconds"] + sum(c["seconds"] for c in candidates.values())
+    # Ties go to the earlier candidate, as in the job.
+    exported = max(ORDER, key=lambda c: (candidates[c]["validation_accuracy"], -ORDER.index(c)))
+    return {"seconds": round(seconds, 1), "exported": exported, "candidates": candidates}
+
+
+def _exported_test(comparison: dict[str, Any]) -> float:
+    return comparison["candidates"][comparison["exported"]]["test_accuracy"]
 
 
 def summary(results: dict[str, Any]) -> dict[str, Any]:
@@ -127,10 +145,13 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
         "depths_measured": len(done),
         "cost_range": [min(costs), max(costs)] if costs else None,
         "cost_within_goal": sum(c <= COST_GOAL for c in costs),
+        "full_cost_range": [min(d["full_cost"] for d in done), max(d["full_cost"] for d in done)]
+        if done
+        else None,
         "same_export": sum(d["same_export"] for d in done),
         # The raced export's test accuracy minus the full comparison's, in points.
         "test_change_points": [
-            round(100 * (_exported_test(d) - d["full"]["test_accuracy"]), 1) for d in done
+            round(100 * (_exported_test(d["raced"]) - _exported_test(d["full"])), 1) for d in done
         ],
     }
 
