@@ -257,7 +257,8 @@ class DistillationReport(Section):
     history: list[EpochMetrics] | None = _optional()
 
 
-# Why a training run ended: its epoch limit, early stopping, or the race of the healed comparison.
+# Why a training run ended: its epoch limit, early stopping (patience ran out, also when that was
+# at the last epoch), or the race of the healed comparison.
 StoppedBy = Literal["max-epochs", "early-stopping", "race"]
 
 
