@@ -96,8 +96,9 @@ class Distillation(_Strict):
     alpha: float = Field(default=0.5, ge=0.0, le=1.0)
     # The maximum epochs at one layer removed; each further layer removed adds
     # ``epochs_per_layer`` (2, 3, 4 epochs at k = 1, 2, 3), and early stopping usually ends a
-    # recovery sooner: three candidates at k = 2 then cost at most the 9 epochs of three times
-    # the former single 3-epoch recovery.
+    # recovery sooner. Three candidates at k = 2 cost up to 9 epochs, three times the former
+    # single 3-epoch recovery; racing them (``race``) stops most baselines after an epoch or two
+    # (benchmarks/results/racing.json).
     epochs: int = Field(default=2, ge=1, le=20)
     epochs_per_layer: int = Field(default=1, ge=0, le=10)
     patience: int = Field(default=1, ge=1, le=20)
