@@ -52,12 +52,7 @@ def _timed_comparison(
 
     started = time.perf_counter()
     healer = Healer(prepared, teacher, tracker, len(candidates), measured)
-    healed, best = [], None
-    for candidate in candidates:
-        pace = best.result.best_by_epoch() if best is not None and race else None
-        healed.append(healer.heal(candidate, rows[candidate]["removed"], pace))
-        best = max(healed, key=lambda h: h.validation_accuracy)
-        healer.keep_only(best)
+    healed, best = healer.compare([(c, rows[c]["removed"]) for c in candidates], race)
     seconds = time.perf_counter() - started
     return {
         "seconds": round(seconds, 1),

@@ -136,6 +136,23 @@ class Healer:
         )
         return healed
 
+    def compare(
+        self, orders: list[tuple[str, list[int]]], race: bool
+    ) -> tuple[list[Healed], Healed]:
+        """Recover each ``(candidate, order)`` in turn; returns them all and the best on
+        validation (ties: the earlier). With ``race`` the best so far paces the next
+        (:meth:`heal`'s ``pace``). Only the best's student is kept: no other can be exported."""
+        healed: list[Healed] = []
+        best: Healed | None = None
+        for candidate, order in orders:
+            pace = best.result.best_by_epoch() if best is not None and race else None
+            healed.append(self.heal(candidate, order, pace))
+            best = max(healed, key=lambda h: h.validation_accuracy)
+            self.keep_only(best)
+        if best is None:
+            raise ValueError("compare needs at least one candidate")
+        return healed, best
+
     def student(self, healed: Healed) -> PreTrainedModel:
         """The recovered student of ``healed`` (kept unless released)."""
         if healed.key not in self.students:

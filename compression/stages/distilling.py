@@ -69,17 +69,8 @@ def recover(
         strategy, _ = point_at(selected.curves, spec.strategy, k)
         orders = [(strategy, _order(selected, strategy, k))]
         orders += [(c, _candidate_order(prepared, selected, c, k)) for c in kd.compare]
-        healed: list[Healed] = []
-        best: Healed | None = None
-        for candidate, order in orders:
-            # The leader so far sets the pace of the next (``distillation.race``).
-            pace = best.result.best_by_epoch() if best is not None and kd.race else None
-            healed.append(healer.heal(candidate, order, pace))
-            # Only the best so far can still be exported (ties: the earlier, the job's own
-            # candidate first), so only its student is kept.
-            best = max(healed, key=lambda h: h.validation_accuracy)
-            healer.keep_only(best)
-        assert best is not None  # orders holds the job's own candidate at least
+        # The job's own candidate first: it wins ties and sets the race's pace.
+        healed, best = healer.compare(orders, kd.race)
     report = RecoveryReport(
         schedule=kd.schedule,
         teacher_seconds=healer.teacher_seconds,

@@ -175,30 +175,28 @@ def test_up_refuses_weak_configured_keys_before_starting_anything(tmp_path: Path
     ],
 )
 def test_submit_and_compress_pass_compare_to_the_spec(given, compare) -> None:
+    assert all(d.compare == compare for d in _distillations(given))
+
+
+def _distillations(given: list[str]) -> list:
+    """The spec's ``distillation`` that ``submit`` and ``compress`` build from ``given``."""
     from layerfuse.commands.compress import method_fields
     from layerfuse.compression.spec import MethodSpec
 
+    specs = []
     for command in ("submit", "compress"):
         args = build_parser().parse_args(
             [command, "--model", "m", "--train", "t.jsonl", "--out", "o", *given]
         )
         fields = method_fields(args)
         fields.pop("columns")
-        assert MethodSpec(**fields).distillation.compare == compare
+        specs.append(MethodSpec(**fields).distillation)
+    return specs
 
 
 @pytest.mark.parametrize(("given", "race"), [([], True), (["--no-race"], False)])
 def test_submit_and_compress_pass_race_to_the_spec(given, race) -> None:
-    from layerfuse.commands.compress import method_fields
-    from layerfuse.compression.spec import MethodSpec
-
-    for command in ("submit", "compress"):
-        args = build_parser().parse_args(
-            [command, "--model", "m", "--train", "t.jsonl", "--out", "o", *given]
-        )
-        fields = method_fields(args)
-        fields.pop("columns")
-        assert MethodSpec(**fields).distillation.race is race
+    assert all(d.race is race for d in _distillations(given))
 
 
 @pytest.mark.parametrize(
