@@ -181,6 +181,10 @@ def main() -> None:
                 print(f"{name} k={k}: already in {args.results}, skipped", flush=True)
                 continue
             entry[k] = run_depth(name, args, int(k), recorded[name]["depths"][k])
+            # Runs span sessions and machines; each depth says which library and CPU it ran on.
+            entry[k]["environment"] = {
+                key: results["settings"][key] for key in ("library_commit", "cpu")
+            }
             results["summary"] = summary(results)
             quality.write_json_atomic(args.results, results)
             print(f"{name} k={k}: {json.dumps(entry[k])}", flush=True)

@@ -43,10 +43,12 @@ def predict(
     was_training = model.training
     model.eval()
     out: torch.Tensor | None = None
-    with fast_attention(model):
+    # One autocast region for the whole pass: autocast caches each weight's bf16 cast until the
+    # region ends, so the weights are cast once, not once per batch (about 10% of a bf16
+    # evaluation of MiniLM on an AMX CPU). Sound only because nothing updates them in between.
+    with fast_attention(model), runtime.autocast():
         for i, batch in enumerate(batches):
-            with runtime.autocast():
-                logits = model(**batch.to(runtime.device).inputs).logits.float().cpu()
+            logits = model(**batch.to(runtime.device).inputs).logits.float().cpu()
             if out is None:
                 out = torch.empty((n, logits.shape[1]), dtype=torch.float32)
             out[batch.indices] = logits
