@@ -2,7 +2,7 @@
 
 A classifier's word embedding is a vocabulary-sized matrix (30522 × 384 on MiniLM, half of its
 parameters), yet a training set touches a few thousand of its rows. Dense training still fills a
-gradient for every row, clips it and runs AdamW over it on every step: 12% of a MiniLM training
+gradient for every row, clips it and runs AdamW over it on every step: 13-15% of a MiniLM training
 step on a CPU (benchmarks/throughput.py). While ``seen_rows`` is active the embedding is split into
 the rows the data uses (a trainable parameter) and the rest (a frozen buffer), so backward and
 the optimizer touch only what can change.
