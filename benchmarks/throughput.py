@@ -77,15 +77,6 @@ def forward_flops(config, batches) -> float:
     return total
 
 
-def cpu_bf16_units() -> list[str]:
-    """AVX512-BF16 and AMX (Sapphire Rapids on): AMX tiles run bf16 matmuls ~3x faster again,
-    so the same library reaches a smaller fraction of a much higher reference."""
-    flags = (
-        set(Path("/proc/cpuinfo").read_text().split()) if Path("/proc/cpuinfo").exists() else set()
-    )
-    return sorted(flags & {"avx512_bf16", "amx_bf16"})
-
-
 def timed(fn) -> float:
     start = time.perf_counter()
     fn()
@@ -107,7 +98,7 @@ def main() -> None:
     import torch
 
     from layerfuse.compression import CompressionSpec, training
-    from layerfuse.compression.device import cpu_name
+    from layerfuse.compression.device import cpu_bf16_units, cpu_name
     from layerfuse.compression.progress import NeverCancel, NullReporter, ProgressTracker
     from layerfuse.compression.signals import measure_state
     from layerfuse.compression.stages import prepare

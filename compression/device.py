@@ -24,13 +24,18 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine() or "cpu"
 
 
-def cpu_has_bf16() -> bool:
-    """AVX512-BF16 or AMX: the CPU features that make bf16 matmuls faster than fp32."""
+def cpu_bf16_units() -> list[str]:
+    """Which of AVX512-BF16 and AMX-BF16 the CPU has: the features that make bf16 matmuls faster
+    than fp32 (AMX tiles ~3x faster again than AVX512-BF16)."""
     try:
-        flags = Path("/proc/cpuinfo").read_text()
+        flags = set(Path("/proc/cpuinfo").read_text().split())
     except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+        return []
+    return sorted(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def cpu_has_bf16() -> bool:
+    return bool(cpu_bf16_units())
 
 
 @dataclass(frozen=True)

@@ -30,18 +30,20 @@ class SeenRowsEmbedding(nn.Module):
 
     frozen: torch.Tensor  # (vocab, hidden)
     position: torch.Tensor  # (vocab,): the row's index in ``rows``, -1 for a frozen row
+    row_ids: torch.Tensor  # (trained,): the vocabulary ids of ``rows``
 
     def __init__(self, embedding: nn.Embedding, rows: list[int]):
         super().__init__()
         weight = embedding.weight.detach()
+        row_ids = torch.tensor(rows, dtype=torch.long, device=weight.device)
         position = torch.full((weight.shape[0],), -1, dtype=torch.long, device=weight.device)
-        position[rows] = torch.arange(len(rows), device=weight.device)
+        position[row_ids] = torch.arange(len(rows), device=weight.device)
         # Buffers follow ``.to()``; not persistent, so the best-epoch snapshots of ``train`` copy
         # only the trainable rows, not the whole frozen matrix.
         self.register_buffer("frozen", weight, persistent=False)
         self.register_buffer("position", position, persistent=False)
-        self.rows = nn.Parameter(weight[rows].clone())
-        self.row_ids = rows
+        self.register_buffer("row_ids", row_ids, persistent=False)
+        self.rows = nn.Parameter(weight[row_ids])  # advanced indexing: already a copy
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         position = self.position[input_ids]  # (batch, seq); -1 where the row is frozen
@@ -53,9 +55,10 @@ class SeenRowsEmbedding(nn.Module):
         )
 
     def write_back(self, embedding: nn.Embedding) -> None:
-        index = torch.tensor(self.row_ids, device=embedding.weight.device)
         with torch.no_grad():
-            embedding.weight.index_copy_(0, index, self.rows.detach().to(embedding.weight.dtype))
+            embedding.weight.index_copy_(
+                0, self.row_ids, self.rows.detach().to(embedding.weight.dtype)
+            )
 
 
 @contextmanager
