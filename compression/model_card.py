@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -312,6 +313,7 @@ def _recovery(report: Report) -> str:
         "epochs",
     ]
     lines += _table(header, "llrrrr", rows)
+    lines += _validation_noise(report)
     if recovery.depth_search:
         tried = ", ".join(
             f"k={t.layers_removed} {'met' if t.met_target else 'missed'} "
@@ -320,6 +322,36 @@ def _recovery(report: Report) -> str:
         )
         lines += ["", f"Depths recovered to choose the depth: {tried}."]
     return "\n" + "\n".join(lines) + "\n"
+
+
+def _validation_noise(report: Report) -> list[str]:
+    """Which candidates the validation set cannot tell from the exported one.
+
+    Candidates often recover to within a few examples of each other, and a table of percentages
+    invites reading a 0.4-point lead as a better model. Two standard errors of the exported
+    accuracy on this many examples, sqrt(p(1 - p) / n), is the yardstick: a simple, slightly
+    generous one, since two models scored on the same examples differ by less noise than that.
+    """
+    candidates, n = report.recovery.candidates, report.dataset.validation
+    exported = next((c for c in candidates if c.exported), None)
+    if exported is None or n <= 0:
+        return []
+    best = float(exported.after.validation["accuracy"])
+    margin = 2 * math.sqrt(best * (1 - best) / n)
+    close = [
+        f"`{c.candidate}`"
+        for c in candidates
+        if not c.exported and best - float(c.after.validation["accuracy"]) < margin
+    ]
+    if not close:
+        return []
+    return [
+        "",
+        f"On {fmt_int(n)} validation examples an accuracy near {fmt(best, 'pct')} is known to "
+        f"about ±{100 * margin:.1f} points (two standard errors). {', '.join(close)} recovered "
+        "within that of the exported candidate: on new data either may be the better one, and "
+        "only a larger validation set would tell them apart.",
+    ]
 
 
 def _strategies(report: Report) -> str:

@@ -11,6 +11,7 @@ from transformers import AutoModelForSequenceClassification
 
 from layerfuse.compression import compress
 from layerfuse.compression.evaluation import EvalSet
+from layerfuse.compression.model_card import model_card
 from layerfuse.compression.models import pruned_copy
 from layerfuse.compression.recovery import (
     LayerMappedLoss,
@@ -128,6 +129,38 @@ def test_exported_model_is_the_validation_best_candidate(healed):
     assert report.final.validation == exported.after.validation
     model = AutoModelForSequenceClassification.from_pretrained(out / "model")
     assert model.config.num_hidden_layers == 2
+
+
+def test_model_card_names_candidates_the_validation_set_cannot_separate(healed):
+    report = healed[0].report
+
+    def card(*accuracies: float) -> str:
+        pairs = zip(report.recovery.candidates, accuracies, strict=True)
+        candidates = [
+            c.model_copy(
+                update={
+                    "after": c.after.model_copy(
+                        update={"validation": {**c.after.validation, "accuracy": accuracy}}
+                    ),
+                    "exported": i == 0,
+                }
+            )
+            for i, (c, accuracy) in enumerate(pairs)
+        ]
+        changed = report.model_copy(
+            update={
+                "recovery": report.recovery.model_copy(update={"candidates": candidates}),
+                "dataset": report.dataset.model_copy(update={"validation": 500}),
+            }
+        )
+        return model_card(changed).decode()
+
+    # 2 * sqrt(0.9 * 0.1 / 500) = 2.7 points: drop-top (1 point behind) is within it, uniform not.
+    noise = [line for line in card(0.90, 0.89, 0.80).splitlines() if "standard errors" in line]
+    assert len(noise) == 1
+    assert "500 validation examples" in noise[0] and "±2.7 points" in noise[0]
+    assert "`drop-top` recovered within" in noise[0] and "uniform" not in noise[0]
+    assert "standard errors" not in card(0.90, 0.85, 0.80)
 
 
 def test_compare_off_runs_one_recovery(tiny_classifier, synthetic_data, tmp_path):
