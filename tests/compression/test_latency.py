@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from layerfuse.compression.latency import BUSY_SPREAD, WARMUP, comparison, interleave, pair
+from layerfuse.compression.latency import (
+    BUSY_SPREAD,
+    MAX_ROUNDS,
+    WARMUP,
+    comparison,
+    interleave,
+    measure_pair,
+    pair,
+)
 
 
 class FakeMachine:
@@ -77,3 +85,35 @@ def test_load_changing_between_calls_flags_the_machine_busy():
     assert result.note and "busy" in result.note
     assert result.threads == 2
     assert not comparison({"batch_1": steady, "batch_32": steady}, threads=2).busy
+
+
+def measured(machine: FakeMachine, repeats: int = 6):
+    original = machine.model("original", 0.010)
+    compressed = machine.model("compressed", 0.005)
+    return measure_pair(original, compressed, repeats, clock=machine.clock)
+
+
+def test_a_steady_round_is_not_repeated():
+    machine = FakeMachine([1.0])
+    result = measured(machine)
+    assert result.repeats == 6 and len(machine.calls) == 2 * (WARMUP + 6)
+
+
+def test_one_slow_call_is_measured_again_instead_of_calling_the_machine_busy():
+    # One call in the first six pairs runs 3x slower (a daemon woke on its core); alone, six
+    # ratios' quartiles span it. A second round shows the machine steady.
+    warm = 2 * WARMUP
+    machine = FakeMachine([1.0] * warm + [1.0, 1.0, 1.0, 3.0] + [1.0])
+    assert pair(*measure(FakeMachine(machine.loads), repeats=6)).spread > BUSY_SPREAD
+    result = measured(machine)
+    assert result.repeats == 12 and result.spread <= BUSY_SPREAD
+    assert result.speedup == pytest.approx(2.0)
+    assert not comparison({"batch_1": result, "batch_32": result}, threads=2).busy
+
+
+def test_a_load_that_keeps_changing_is_still_called_busy_after_the_extra_rounds():
+    warm = 2 * WARMUP
+    machine = FakeMachine([1.0] * warm + [1.0, 1.0, 3.0, 1.0, 1.0, 1.0, 1.0, 3.0] * 12)
+    result = measured(machine, repeats=4)
+    assert result.repeats == 4 * MAX_ROUNDS and result.spread > BUSY_SPREAD
+    assert comparison({"batch_1": result, "batch_32": result}, threads=2).busy
