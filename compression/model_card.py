@@ -329,19 +329,23 @@ def _validation_noise(report: Report) -> list[str]:
 
     Candidates often recover to within a few examples of each other, and a table of percentages
     invites reading a 0.4-point lead as a better model. Two standard errors of the exported
-    accuracy on this many examples, sqrt(p(1 - p) / n), is the yardstick: a simple, slightly
-    generous one, since two models scored on the same examples differ by less noise than that.
+    accuracy on this many examples is the yardstick: a simple, slightly generous one, since two
+    models scored on the same examples differ by less noise than that. The accuracy is taken as
+    (correct + 2) / (n + 4) (Agresti-Coull), so that 100% on a small set is not read as certain.
     """
     candidates, n = report.recovery.candidates, report.dataset.validation
     exported = next((c for c in candidates if c.exported), None)
     if exported is None or n <= 0:
         return []
     best = float(exported.after.validation["accuracy"])
-    margin = 2 * math.sqrt(best * (1 - best) / n)
+    adjusted = (best * n + 2) / (n + 4)
+    margin = 2 * math.sqrt(adjusted * (1 - adjusted) / (n + 4))
     close = [
         f"`{c.candidate}`"
         for c in candidates
-        if not c.exported and best - float(c.after.validation["accuracy"]) < margin
+        # The same removal under another name is the same model, not a rival.
+        if c.removed_layers != exported.removed_layers
+        and best - float(c.after.validation["accuracy"]) <= margin
     ]
     if not close:
         return []
