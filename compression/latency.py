@@ -31,12 +31,13 @@ WARMUP = 2
 REPEATS = {"batch_1": 12, "batch_32": 6}
 # A round of REPEATS whose ratios spread too wide is followed by another, up to this many rounds.
 # On an otherwise idle 2-core machine one repeat in six is often slowed by a daemon waking on one
-# core; six ratios' quartiles then span that outlier, and 2 of 5 single rounds read "busy" there.
+# core; six ratios' quartiles then span that outlier, and 2 of 16 single-round comparisons there
+# read "busy" (0 of 16 with the extra rounds; docs/method.md).
 MAX_ROUNDS = 4
 BUSY_NOTE = (
-    "The machine was busy while the models were timed (the repeats disagree by more than "
-    f"{BUSY_SPREAD:.0%}): the milliseconds are only indicative; the speedup, timed interleaved, "
-    "is the steadier figure."
+    "The machine was busy while the models were timed (the repeats disagreed by more than "
+    f"{BUSY_SPREAD:.0%}, also when measured again): the milliseconds are only indicative; the "
+    "speedup, timed interleaved, is the steadier figure."
 )
 
 Clock = Callable[[], float]
