@@ -37,10 +37,13 @@ class FakeMachine:
         return run
 
 
+def models(machine: FakeMachine):
+    """The original (10 ms at load 1) and the compressed model (5 ms) on ``machine``."""
+    return machine.model("original", 0.010), machine.model("compressed", 0.005)
+
+
 def measure(machine: FakeMachine, repeats: int = 8):
-    original = machine.model("original", 0.010)
-    compressed = machine.model("compressed", 0.005)
-    return interleave(original, compressed, repeats, clock=machine.clock)
+    return interleave(*models(machine), repeats, clock=machine.clock)
 
 
 def test_models_alternate_which_goes_first_after_a_warm_up():
@@ -88,9 +91,7 @@ def test_load_changing_between_calls_flags_the_machine_busy():
 
 
 def measured(machine: FakeMachine, repeats: int = 6):
-    original = machine.model("original", 0.010)
-    compressed = machine.model("compressed", 0.005)
-    return measure_pair(original, compressed, repeats, clock=machine.clock)
+    return measure_pair(*models(machine), repeats, clock=machine.clock)
 
 
 def test_a_steady_round_is_not_repeated():
