@@ -349,12 +349,14 @@ def _validation_noise(report: Report) -> list[str]:
     ]
     if not close:
         return []
+    names = close[0] if len(close) == 1 else f"{', '.join(close[:-1])} and {close[-1]}"
+    which = "either may be the better one" if len(close) == 1 else "any of them may be the best"
     return [
         "",
         f"On {fmt_int(n)} validation examples an accuracy near {fmt(best, 'pct')} is known to "
-        f"about ±{100 * margin:.1f} points (two standard errors). {', '.join(close)} recovered "
-        "within that of the exported candidate: on new data either may be the better one, and "
-        "only a larger validation set would tell them apart.",
+        f"about ±{100 * margin:.1f} points (two standard errors). {names} recovered within that "
+        f"of the exported candidate: on new data {which}, and only a larger validation set would "
+        "tell them apart.",
     ]
 
 

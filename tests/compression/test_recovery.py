@@ -173,6 +173,8 @@ def test_model_card_names_candidates_the_validation_set_cannot_separate(healed):
     assert "500 validation examples" in line and "±2.7 points" in line
     assert "`drop-top` recovered within" in line and "uniform" not in line
     assert noise(0.90, 0.85, 0.80) == ""
+    line = noise(0.90, 0.89, 0.89)
+    assert "`drop-top` and `uniform` recovered within" in line and "any of them" in line
     # A tie at 100% is still a tie: the margin does not collapse to zero there.
     line = noise(1.0, 1.0, 0.9)
     assert "±0.6 points" in line and "`drop-top`" in line and "uniform" not in line
