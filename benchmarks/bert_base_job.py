@@ -21,7 +21,6 @@ calibration 64) to check the job end to end on a CPU in a few minutes.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 import tempfile
@@ -145,26 +144,13 @@ def main() -> None:
         "sweep": report["sweep"],
         "strategies": len(report["strategies"]),
         "selection": report["selection"],
-        "recovery": [
-            {
-                "candidate": c["candidate"],
-                "removed_layers": c["removed_layers"],
-                "validation_after": c["after"]["validation"]["accuracy"],
-                "epochs_run": c["epochs_run"],
-                "seconds": round(c["seconds"], 1),
-                "exported": c["exported"],
-            }
-            for c in report["recovery"]["candidates"]
-        ],
+        "recovery": quality.recovery_rows(report),
         "validation_accuracy": {
             "teacher": report["baseline"]["validation"]["accuracy"],
             "exported": report["final"]["validation"]["accuracy"],
         },
     }
-    history = json.loads(args.results.read_text()) if args.results.is_file() else []
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(json.dumps([*history, entry], indent=2) + "\n")
-    print(json.dumps(entry, indent=2))
+    quality.append_entry(args.results, entry)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ library commit described.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import random
@@ -87,18 +86,7 @@ def main() -> None:
         },
         "selection": report["selection"],
         # The healed comparison at the selected depth: every candidate, the same recipe.
-        "recovery": [
-            {
-                "candidate": c["candidate"],
-                "removed_layers": c["removed_layers"],
-                "validation_after": c["after"]["validation"]["accuracy"],
-                "epochs_run": c["epochs_run"],
-                "stopped_by": c["stopped_by"],
-                "seconds": round(c["seconds"], 1),
-                "exported": c["exported"],
-            }
-            for c in report["recovery"]["candidates"]
-        ],
+        "recovery": quality.recovery_rows(report),
         "parameters": {
             "before": report["model"]["parameters"],
             "after": report["final"]["parameters"],
@@ -109,10 +97,7 @@ def main() -> None:
         },
         "latency_side_by_side": report["final"]["latency"],
     }
-    history = json.loads(args.results.read_text()) if args.results.is_file() else []
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(json.dumps([*history, entry], indent=2) + "\n")
-    print(json.dumps(entry, indent=2))
+    quality.append_entry(args.results, entry)
 
 
 if __name__ == "__main__":

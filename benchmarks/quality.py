@@ -451,6 +451,30 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def append_entry(path: Path, entry: dict[str, Any]) -> None:
+    """Add ``entry`` to the JSON list of runs in ``path`` (created if absent) and print it."""
+    history = json.loads(path.read_text()) if path.is_file() else []
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps([*history, entry], indent=2) + "\n")
+    print(json.dumps(entry, indent=2))
+
+
+def recovery_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The healed comparison of a ``report.json``, one short row per recovered candidate."""
+    return [
+        {
+            "candidate": c["candidate"],
+            "removed_layers": c["removed_layers"],
+            "validation_after": c["after"]["validation"]["accuracy"],
+            "epochs_run": c["epochs_run"],
+            "stopped_by": c["stopped_by"],
+            "seconds": round(c["seconds"], 1),
+            "exported": c["exported"],
+        }
+        for c in report["recovery"]["candidates"]
+    ]
+
+
 def environment(args: argparse.Namespace, model_note: str) -> dict[str, Any]:
     import torch
     import transformers
