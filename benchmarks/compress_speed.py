@@ -40,7 +40,7 @@ def main() -> None:
     import torch
 
     from layerfuse.compression import CompressionSpec, compress
-    from layerfuse.compression.device import Runtime, cpu_name
+    from layerfuse.compression.device import Runtime
 
     rows = (args.datasets / "sst2" / "train.jsonl").read_text().splitlines()
     random.Random(0).shuffle(rows)
@@ -62,7 +62,6 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d"),
         "library_commit": quality._git_commit(),
         "machine": {
-            "cpu": cpu_name(),
             "cpus": os.cpu_count(),
             "processor": platform.processor() or platform.machine(),
             "torch": torch.__version__,

@@ -80,7 +80,7 @@ def measure_pair(
     original, compressed = interleave(first, second, repeats, sync, clock)
     result = pair(original, compressed)
     for _ in range(MAX_ROUNDS - 1):
-        if result.spread <= BUSY_SPREAD:
+        if _steady(result):
             break
         more_original, more_compressed = interleave(first, second, repeats, sync, clock, warmup=0)
         original, compressed = original + more_original, compressed + more_compressed
@@ -102,9 +102,14 @@ def pair(original: list[float], compressed: list[float]) -> LatencyPair:
     )
 
 
+def _steady(result: LatencyPair) -> bool:
+    """Whether the paired ratios agree within ``BUSY_SPREAD`` (a NaN spread does not)."""
+    return result.spread <= BUSY_SPREAD
+
+
 def comparison(pairs: dict[str, LatencyPair], threads: int) -> LatencyComparison:
     """The side-by-side result; busy when any batch size's ratios spread wider than allowed."""
-    busy = any(not p.spread <= BUSY_SPREAD for p in pairs.values())
+    busy = not all(_steady(p) for p in pairs.values())
     return LatencyComparison(
         batch_1=pairs["batch_1"],
         batch_32=pairs["batch_32"],

@@ -137,7 +137,8 @@ def test_model_card_names_candidates_the_validation_set_cannot_separate(healed):
     exported_removal = report.recovery.candidates[0].removed_layers
     assert exported_removal not in [c.removed_layers for c in report.recovery.candidates[1:]]
 
-    def card(*accuracies: float, drop_top_removes: list[int] | None = None) -> str:
+    def noise(*accuracies: float, drop_top_removes: list[int] | None = None) -> str:
+        """The card's validation-noise sentence for these accuracies ("" when it has none)."""
         pairs = zip(report.recovery.candidates, accuracies, strict=True)
         candidates = [
             c.model_copy(
@@ -159,10 +160,7 @@ def test_model_card_names_candidates_the_validation_set_cannot_separate(healed):
                 "dataset": report.dataset.model_copy(update={"validation": 500}),
             }
         )
-        return model_card(changed).decode()
-
-    def noise(*accuracies: float, drop_top_removes: list[int] | None = None) -> str:
-        text = card(*accuracies, drop_top_removes=drop_top_removes)
+        text = model_card(changed).decode()
         lines = [line for line in text.splitlines() if "standard errors" in line]
         assert len(lines) <= 1
         return lines[0] if lines else ""
