@@ -10,9 +10,10 @@ All statistics ignore padding positions and are accumulated in float32 whatever 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -278,17 +279,18 @@ def measure_state(
     was_training = model.training
     model.eval()
     try:
-        for i, batch in enumerate(batches):
-            batch = batch.to(runtime.device)
-            collector.mask = batch.inputs["attention_mask"].bool()
-            model.zero_grad(set_to_none=True)
-            with runtime.autocast():
-                logits = model(**batch.inputs).logits
-            loss = F.cross_entropy(logits.float(), batch.labels)
-            loss.backward()
-            for st in stats:
-                _fold_gradients(st, batch, total)
-            on_batch((i + 1) / len(batches))
+        with _gradients_only_for(model, layers):
+            for i, batch in enumerate(batches):
+                batch = batch.to(runtime.device)
+                collector.mask = batch.inputs["attention_mask"].bool()
+                model.zero_grad(set_to_none=True)
+                with runtime.autocast():
+                    logits = model(**batch.inputs).logits
+                loss = F.cross_entropy(logits.float(), batch.labels)
+                loss.backward()
+                for st in stats:
+                    _fold_gradients(st, batch, total)
+                on_batch((i + 1) / len(batches))
     finally:
         collector.close()
         model.zero_grad(set_to_none=True)
@@ -299,6 +301,26 @@ def measure_state(
         values[BLOCK_INFLUENCE] = block_influence(st)
         result[layer_id] = values
     return result
+
+
+@contextlib.contextmanager
+def _gradients_only_for(model: nn.Module, layers: list[nn.Module]) -> Iterator[None]:
+    """Freeze every parameter outside ``layers`` while the block is active.
+
+    The signals read only the layers' gradients. With the embeddings frozen, backward stops at
+    the first layer's input: no gradient for the vocabulary-sized word embedding nor for the
+    first layer's input projections. The layers' gradients are the same; a MiniLM state
+    measurement on a CPU takes 6.5% less time (benchmarks/throughput.py).
+    """
+    inside = {id(p) for layer in layers for p in layer.parameters()}
+    frozen = [p for p in model.parameters() if p.requires_grad and id(p) not in inside]
+    for p in frozen:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
 
 
 def _empty_stats(layer: nn.Module, seed: int) -> LayerStats:

@@ -162,3 +162,18 @@ def test_every_architecture_gives_every_signal(tmp_path, model_type):
     assert sorted(values) == [0, 1, 2]
     assert all(math.isfinite(v) for layer in values.values() for v in layer.values())
     assert all(0.0 < layer["attention-entropy"] <= 1.0 + 1e-6 for layer in values.values())
+
+
+def test_measuring_needs_no_gradient_outside_the_layers_and_leaves_trainability_as_it_was(bert):
+    model, adapter, batches = bert
+    before = measure(model, adapter, batches)
+    user_frozen = model.bert.embeddings.position_embeddings.weight
+    user_frozen.requires_grad_(False)
+    seen = []
+    handle = model.bert.embeddings.word_embeddings.weight.register_hook(seen.append)
+    after = measure(model, adapter, batches)
+    handle.remove()
+    assert seen == []  # backward stopped at the first layer's input
+    assert after == before  # the layers' gradients, and so every signal, are the same
+    assert not user_frozen.requires_grad
+    assert all(p.requires_grad for n, p in model.named_parameters() if "position_emb" not in n)
