@@ -20,7 +20,10 @@ from .report import Latency, Metrics
 @contextlib.contextmanager
 def fast_attention(model: nn.Module) -> Iterator[None]:
     """Inference through sdpa attention. Models load with eager attention because the signals
-    read its probabilities and its backward is faster on CPUs; sdpa's forward is ~1.7x faster."""
+    read its probabilities and its backward is faster on CPUs. sdpa's forward gains with the
+    sequence: MiniLM in bf16 on an AVX512-BF16 CPU, 600 IMDB reviews, sdpa against eager took
+    38.6 against 59.6 s at max_length 512, 26.1 against 31.6 at 256, the same at 128 (the
+    default) and 5% longer at 64."""
     previous = model.config._attn_implementation  # type: ignore[union-attr]
     if previous != "sdpa":
         model.set_attn_implementation("sdpa")  # type: ignore[operator]
