@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from layerfuse.compression import signals
 from layerfuse.compression.catalogue import BLOCK_INFLUENCE, SIGNAL_IDS
 from layerfuse.compression.signals import REGISTRY, canonical_correlations, measure_state
 from tests.compression.helpers import FP32, encoded_rows, load_eager
@@ -177,3 +178,16 @@ def test_measuring_needs_no_gradient_outside_the_layers_and_leaves_trainability_
     assert after == before  # the layers' gradients, and so every signal, are the same
     assert not user_frozen.requires_grad
     assert all(p.requires_grad for n, p in model.named_parameters() if "position_emb" not in n)
+
+
+def test_attention_maps_taken_a_few_examples_at_a_time_give_the_whole_batch_values(
+    bert, monkeypatch
+):
+    model, adapter, batches = bert
+    assert len({int(n) for n in batches[0].inputs["attention_mask"].sum(dim=1)}) > 1
+    whole = measure(model, adapter, batches)
+    monkeypatch.setattr(signals, "ATTENTION_BLOCK", 1)  # one example per block
+    blocks = measure(model, adapter, batches)
+    for layer, values in whole.items():
+        for sid in ("attention-entropy", "attention-weight"):
+            assert blocks[layer][sid] == pytest.approx(values[sid], rel=1e-6)
