@@ -94,7 +94,7 @@ def main() -> None:
     import torch
 
     from layerfuse.compression import CompressionSpec, compress
-    from layerfuse.compression.device import Runtime, cpu_name
+    from layerfuse.compression.device import Runtime
 
     size = "smoke" if args.smoke else "full"
     device = "cpu" if args.smoke else args.device
@@ -124,13 +124,9 @@ def main() -> None:
     report = result.report.to_json()
     entry = {
         "date": time.strftime("%Y-%m-%d"),
-        "library_commit": quality._git_commit(),
+        "library_commit": quality.git_commit(),
         "size": size,
-        "device": runtime.device.type,
-        "device_name": torch.cuda.get_device_name(0)
-        if runtime.device.type == "cuda"
-        else cpu_name(),
-        "precision": runtime.describe()["precision"],
+        **runtime.describe(),  # device, precision, device_name (the GPU's or the CPU's)
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "model": {"layers": 12, **(SMOKE if args.smoke else FULL), "parameters": parameters},

@@ -60,7 +60,7 @@ def main() -> None:
     report = result.report.to_json()
     entry = {
         "date": time.strftime("%Y-%m-%d"),
-        "library_commit": quality._git_commit(),
+        "library_commit": quality.git_commit(),
         "machine": {
             "cpus": os.cpu_count(),
             "processor": platform.processor() or platform.machine(),

@@ -463,7 +463,7 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
             "torch": torch.__version__,
             "transformers": transformers.__version__,
             "onnxruntime": onnxruntime.__version__,
-            "library_commit": quality._git_commit(),
+            "library_commit": quality.git_commit(),
         },
     }
 

@@ -491,14 +491,14 @@ def environment(args: argparse.Namespace, model_note: str) -> dict[str, Any]:
         "cpu": cpu_name(),
         "cpu_threads": torch.get_num_threads(),
         "model_weights": model_note,
-        "library_commit": args.commit or _git_commit(),
+        "library_commit": args.commit or git_commit(),
     }
     if runtime.device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(0)
     return env
 
 
-def _git_commit() -> str | None:
+def git_commit() -> str | None:
     try:
         head = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
