@@ -44,7 +44,7 @@ ORDER = ("fusion-random-forest", "drop-top", "uniform")  # the depth job's heale
 COST_GOAL = 3.0
 
 
-def _timed_comparison(
+def timed_comparison(
     prepared, teacher, tracker, measured, rows, candidates: tuple[str, ...], race: bool
 ) -> dict[str, Any]:
     """The distilling stage's healed comparison of ``candidates`` (in that order), timed."""
@@ -64,6 +64,7 @@ def _timed_comparison(
                 "epochs": h.result.epochs_run,
                 "stopped_by": h.result.stopped_by,
                 "validation_accuracy": round(h.validation_accuracy, 6),
+                "validation_loss": round(float(h.after.validation["loss"]), 6),
                 "test_accuracy": round(float(h.after.test["accuracy"]), 6),
                 "seconds": round(h.seconds, 1),
             }
@@ -72,16 +73,17 @@ def _timed_comparison(
     }
 
 
-def run_depth(name: str, args: argparse.Namespace, k: int, recorded: dict) -> dict[str, Any]:
+def rebuild_depth(name: str, args: argparse.Namespace, k: int, recorded: dict, label: str):
+    """The depth job at ``k`` up to its distilling stage: the prepared job, its teacher, a
+    tracker (in ``distilling``), the candidates' metrics before recovery and their rows of
+    ``depth.json``."""
     from layerfuse.compression.models import pruned_copy
     from layerfuse.compression.progress import NeverCancel, ProgressTracker
     from layerfuse.compression.stages import fine_tune_teacher, prepare
 
     rows = {c: recorded[c] for c in ORDER}
-    tracker = ProgressTracker(quality.PrintReporter(f"{name} racing k={k}"), NeverCancel())
+    tracker = ProgressTracker(quality.PrintReporter(f"{name} {label} k={k}"), NeverCancel())
     prepared = prepare(depth.spec_for(name, args, k, {}), tracker)
-    old_kd = prepared.spec.distillation.model_validate(depth.OLD_RECIPE)
-    old = replace(prepared, spec=prepared.spec.model_copy(update={"distillation": old_kd}))
     tracker.enter("fine_tuning_teacher")
     teacher = fine_tune_teacher(prepared, tracker, args.work / name / "checkpoint")
     measured = {}
@@ -93,8 +95,15 @@ def run_depth(name: str, args: argparse.Namespace, k: int, recorded: dict) -> di
             "test": prepared.test.evaluate(copy, prepared.runtime),
         }
     tracker.enter("distilling")
-    raced = _timed_comparison(prepared, teacher, tracker, measured, rows, ORDER, race=True)
-    single = _timed_comparison(old, teacher, tracker, measured, rows, ORDER[:1], race=False)
+    return prepared, teacher, tracker, measured, rows
+
+
+def run_depth(name: str, args: argparse.Namespace, k: int, recorded: dict) -> dict[str, Any]:
+    prepared, teacher, tracker, measured, rows = rebuild_depth(name, args, k, recorded, "racing")
+    old_kd = prepared.spec.distillation.model_validate(depth.OLD_RECIPE)
+    old = replace(prepared, spec=prepared.spec.model_copy(update={"distillation": old_kd}))
+    raced = timed_comparison(prepared, teacher, tracker, measured, rows, ORDER, race=True)
+    single = timed_comparison(old, teacher, tracker, measured, rows, ORDER[:1], race=False)
     full = _full_comparison(prepared, teacher, tracker, measured, rows, raced)
     exported = raced["candidates"][raced["exported"]]
     return {
@@ -118,7 +127,7 @@ def _full_comparison(prepared, teacher, tracker, measured, rows, raced) -> dict[
     fully; the seconds add the raced ones' and the teacher logits'."""
     stopped = tuple(c for c, row in raced["candidates"].items() if row["stopped_by"] == "race")
     again = (
-        _timed_comparison(prepared, teacher, tracker, measured, rows, stopped, race=False)
+        timed_comparison(prepared, teacher, tracker, measured, rows, stopped, race=False)
         if stopped
         else {"candidates": {}}
     )
@@ -151,12 +160,16 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+def rerun_each_depth(doc: str, default_results: Path, settings: dict, run, summarise) -> None:
+    """The command line of a script that recovers the depth job's candidates again: for each
+    dataset and depth not yet in its results, ``run(name, args, k, depth_json_row)``; the results
+    (``settings``, the environment, ``summarise(results)``) are written after each depth, so an
+    interrupted run resumes where it stopped."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--datasets", default=",".join(depth.ORDER), help="comma-separated, in order")
     p.add_argument("--depths", default="2,3")
     depth.add_rerun_arguments(p)
-    p.add_argument("--results", type=Path, default=RESULTS)
+    p.add_argument("--results", type=Path, default=default_results)
     args = p.parse_args()
     args.subsets = args.work / "subsets"
     args.n_calib, args.epochs, args.commit = None, None, None
@@ -165,13 +178,7 @@ def main() -> None:
     args.model_dir, model_note = quality.fp32_model_dir(quality.default_model_dir(), args.work)
     recorded = json.loads(args.depth_results.read_text())["datasets"]
     results = json.loads(args.results.read_text()) if args.results.is_file() else {}
-    results["settings"] = {
-        "depth_settings": "as results/depth.json",
-        "race": "distillation.race on (library default); everything else the library default",
-        "reference": "one recovery of the fused choice, logit KD, 3 fixed epochs (OLD_RECIPE)",
-        "command": "python benchmarks/racing.py",
-        **quality.environment(args, model_note),
-    }
+    results["settings"] = {**settings, **quality.environment(args, model_note)}
     results.setdefault("datasets", {})
     for name in args.datasets.split(","):
         depth.draw_subsets(name, args)
@@ -180,14 +187,27 @@ def main() -> None:
             if k in entry:
                 print(f"{name} k={k}: already in {args.results}, skipped", flush=True)
                 continue
-            entry[k] = run_depth(name, args, int(k), recorded[name]["depths"][k])
+            entry[k] = run(name, args, int(k), recorded[name]["depths"][k])
             # Runs span sessions and machines; each depth says which library and CPU it ran on.
             entry[k]["environment"] = {
                 key: results["settings"][key] for key in ("library_commit", "cpu")
             }
-            results["summary"] = summary(results)
+            results["summary"] = summarise(results)
             quality.write_json_atomic(args.results, results)
             print(f"{name} k={k}: {json.dumps(entry[k])}", flush=True)
+    # Also when every depth was done before: a summary changed since is brought up to date.
+    results["summary"] = summarise(results)
+    quality.write_json_atomic(args.results, results)
+
+
+def main() -> None:
+    settings = {
+        "depth_settings": "as results/depth.json",
+        "race": "distillation.race on (library default); everything else the library default",
+        "reference": "one recovery of the fused choice, logit KD, 3 fixed epochs (OLD_RECIPE)",
+        "command": "python benchmarks/racing.py",
+    }
+    rerun_each_depth(__doc__, RESULTS, settings, run_depth, summary)
 
 
 if __name__ == "__main__":
