@@ -133,9 +133,13 @@ def _full_comparison(prepared, teacher, tracker, measured, rows, raced) -> dict[
     )
     candidates = {**raced["candidates"], **again["candidates"]}
     seconds = raced["teacher_logits_seconds"] + sum(c["seconds"] for c in candidates.values())
-    # Ties go to the earlier candidate, as in the job.
-    exported = max(ORDER, key=lambda c: (candidates[c]["validation_accuracy"], -ORDER.index(c)))
+    exported = best_on_validation(candidates)
     return {"seconds": round(seconds, 1), "exported": exported, "candidates": candidates}
+
+
+def best_on_validation(candidates: dict[str, dict]) -> str:
+    """The job's export: the best validation accuracy, ties to the earlier candidate."""
+    return max(ORDER, key=lambda c: (candidates[c]["validation_accuracy"], -ORDER.index(c)))
 
 
 def _exported_test(comparison: dict[str, Any]) -> float:

@@ -36,10 +36,7 @@ BASELINES = ("drop-top", "uniform")
 
 
 def _by_accuracy(candidates: dict[str, dict], n: int) -> str:
-    return max(
-        racing.ORDER,
-        key=lambda c: (candidates[c]["validation_accuracy"], -racing.ORDER.index(c)),
-    )
+    return racing.best_on_validation(candidates)
 
 
 def _by_loss(candidates: dict[str, dict], n: int) -> str:
