@@ -30,6 +30,16 @@ class Batch:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
+    def split(self, parts: int) -> list[Batch]:
+        """The batch as ``parts`` consecutive row slices whose sizes differ by at most one."""
+        if parts <= 1:
+            return [self]
+        inputs = {k: v.tensor_split(parts) for k, v in self.inputs.items()}
+        labels, indices = self.labels.tensor_split(parts), self.indices.tensor_split(parts)
+        return [
+            Batch({k: v[i] for k, v in inputs.items()}, labels[i], indices[i]) for i in range(parts)
+        ]
+
 
 class Encoded:
     """A tokenized split: unpadded token ids per example plus integer labels."""

@@ -191,3 +191,18 @@ def test_attention_maps_taken_a_few_examples_at_a_time_give_the_whole_batch_valu
     for layer, values in whole.items():
         for sid in ("attention-entropy", "attention-weight"):
             assert blocks[layer][sid] == pytest.approx(values[sid], rel=1e-6)
+
+
+def test_micro_batches_run_as_slices_give_the_whole_batches_signals(bert, monkeypatch):
+    model, adapter, batches = bert
+    whole = measure(model, adapter, batches)
+    # A budget of one example's maps: every micro-batch of 16 runs as 16 slices.
+    width = batches[0].inputs["input_ids"].shape[1]
+    monkeypatch.setattr(
+        signals, "STATE_SLICE_ELEMENTS", model.config.num_attention_heads * width * width
+    )
+    assert signals._slices(batches[0], model.config) == len(batches[0])
+    sliced = measure(model, adapter, batches)
+    for layer, values in whole.items():
+        for sid, value in values.items():
+            assert sliced[layer][sid] == pytest.approx(value, rel=1e-4, abs=1e-6), sid

