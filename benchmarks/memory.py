@@ -1,16 +1,16 @@
-"""Peak memory of one state measurement (``signals.measure_state``) by sequence length.
+"""Peak memory of a state measurement and of training steps, by sequence length.
 
-    python benchmarks/state_memory.py --label sliced    # adds a run to results/state_memory.json
+    python benchmarks/memory.py --label sliced    # adds a run to results/memory.json
 
-A state measurement is the sweep's unit of work: one forward and one backward pass with hooks
-over the calibration set, in micro-batches of 32, with eager attention (the attention signals
-read the maps). Its memory grows with the square of the sequence length, so on long texts it is
-what sizes a worker. For each max_length, in a fresh process (so one length's allocations do not
-hide the next one's peak): MiniLM-L6 (fp32 weights, the library's precision for this CPU) on
-full IMDB reviews (from the dataset's archive; two micro-batches, every example longer than the
-length), then ``measure_state`` once to warm up and once measured. Recorded: the
-resident set before the measured pass and its peak during it (``VmHWM``, reset through
-``/proc/self/clear_refs``), and its seconds.
+Both grow with the square of the sequence length (backward keeps every layer's eager attention
+maps, and in training their dropout masks), so on long texts they are what sizes a worker. For
+each max_length, in a fresh process (so one length's allocations do not hide the next one's
+peak): MiniLM-L6 (fp32 weights, the library's precision for this CPU) on 128 full IMDB reviews
+(from the dataset's archive, every one longer than the length). Measured, each after a warm-up:
+``signals.measure_state`` on 64 of them (two calibration micro-batches of 32), then
+``training.train`` for one epoch on all 128 (four steps of 32; the epoch also evaluates the 128
+before and after). Recorded per part: the resident set before it and its peak during it
+(``VmHWM``, reset through ``/proc/self/clear_refs``), and its seconds.
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ def child(max_length: int, threads: int) -> dict:
     from layerfuse.compression.progress import NeverCancel, NullReporter, ProgressTracker
     from layerfuse.compression.signals import measure_state
     from layerfuse.compression.stages import prepare
+    from layerfuse.compression.training import train
 
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as tmp:
@@ -79,23 +80,43 @@ def child(max_length: int, threads: int) -> dict:
     model, calib = prepared.model, prepared.calibration
     layer_ids = list(range(model.config.num_hidden_layers))
 
-    def measure() -> dict:
-        return measure_state(model, prepared.loaded.adapter, layer_ids, calib, prepared.runtime, 0)
+    def measure() -> None:
+        measure_state(model, prepared.loaded.adapter, layer_ids, calib, prepared.runtime, 0)
 
-    measure()  # warm-up: one-off allocations and kernel set-up
-    rss = _status_mb("VmRSS")
-    Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
-    start = time.perf_counter()
-    measure()
-    seconds = time.perf_counter() - start
+    def one_epoch() -> None:
+        train(
+            model,
+            prepared.train_set,
+            prepared.validation,
+            prepared.runtime,
+            epochs=1,
+            learning_rate=5e-5,
+            batch_size=32,
+            seed=0,
+        )
+
     return {
         "max_length": max_length,
         "width": [int(b.inputs["input_ids"].shape[1]) for b in calib],
-        "micro_batches": [len(b) for b in calib],
         "precision": prepared.runtime.describe()["precision"],
+        "state_measurement": _peak(measure),
+        "training_epoch": _peak(one_epoch),
+    }
+
+
+def _peak(fn) -> dict:
+    """``fn`` once to warm up, then once measured: resident set before, peak during, seconds."""
+    fn()  # one-off allocations and kernel set-up
+    rss = _status_mb("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
+    start = time.perf_counter()
+    fn()
+    seconds = time.perf_counter() - start
+    peak = _status_mb("VmHWM")
+    return {
         "rss_before_mb": round(rss),
-        "peak_mb": round(_status_mb("VmHWM")),
-        "peak_above_before_mb": round(_status_mb("VmHWM") - rss),
+        "peak_mb": round(peak),
+        "peak_above_before_mb": round(peak - rss),
         "seconds": round(seconds, 2),
     }
 
@@ -104,9 +125,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--lengths", default=",".join(map(str, LENGTHS)))
-    parser.add_argument(
-        "--results", type=Path, default=REPO / "benchmarks/results/state_memory.json"
-    )
+    parser.add_argument("--results", type=Path, default=REPO / "benchmarks/results/memory.json")
     parser.add_argument("--label", default="current", help="the code measured; runs kept by label")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -122,7 +141,7 @@ def main() -> None:
         out = subprocess.run(
             [sys.executable, __file__, "--child", str(length), "--threads", str(args.threads)],
             check=True,
-            capture_output=True,
+            stdout=subprocess.PIPE,  # the child's stderr (its errors) goes to ours
             text=True,
         ).stdout
         runs.append(json.loads(out.strip().splitlines()[-1]))

@@ -19,6 +19,11 @@ def submodule(module: nn.Module, path: str) -> nn.Module:
     return module
 
 
+def attention_heads(model: nn.Module) -> int:
+    """Attention heads per layer (DistilBERT's config answers the name from its ``n_heads``)."""
+    return int(model.config.num_attention_heads)  # type: ignore[union-attr, arg-type]
+
+
 @dataclass(frozen=True)
 class Adapter:
     """Where the pieces of one architecture's encoder live, as attribute paths.

@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from sklearn.feature_selection import mutual_info_classif
 from torch import nn
 
-from .architectures import Adapter
-from .batching import Batch
+from .architectures import Adapter, attention_heads
+from .batching import Batch, attention_slices
 from .catalogue import BLOCK_INFLUENCE, SIGNAL_IDS
 from .device import Runtime
 
@@ -31,9 +31,6 @@ PCA_COMPONENTS = 16
 MAX_CANONICAL_CORRELATION = 0.999
 HISTOGRAM_BINS = 256
 ATTENTION_BLOCK = 1 << 20  # attention-map elements turned to fp32 at a time
-# Attention-map elements per layer (examples x heads x width^2) in one forward and backward pass
-# of a state measurement: a longer micro-batch runs as several slices (see measure_state).
-STATE_SLICE_ELEMENTS = 1 << 24
 
 
 @dataclass
@@ -284,6 +281,7 @@ def measure_state(
         ``{original layer index: {signal id: value, "block-influence": value}}``.
     """
     layers = list(adapter.layers(model))
+    heads = attention_heads(model)
     stats = [_empty_stats(layer, seed) for layer in layers]
     total = sum(len(b) for b in batches)
     collector = _Collector(adapter, layers, stats)
@@ -297,7 +295,7 @@ def measure_state(
                 # The micro-batch's gradient (the unit of the gradient signals), accumulated
                 # over slices that keep the saved attention maps small: each slice's summed loss
                 # over the micro-batch's size adds up to the micro-batch's mean loss.
-                for part in batch.split(_slices(batch, model.config)):
+                for part in attention_slices(batch, heads):
                     collector.mask = part.inputs["attention_mask"].bool()
                     with runtime.autocast():
                         logits = model(**part.inputs).logits
@@ -316,18 +314,6 @@ def measure_state(
         values[BLOCK_INFLUENCE] = block_influence(st)
         result[layer_id] = values
     return result
-
-
-def _slices(batch: Batch, config: object) -> int:
-    """How many slices a micro-batch runs as: backward keeps every layer's attention maps, which
-    grow with the square of the width. A MiniLM state measurement at max_length 512 peaked at
-    5.9 GB resident with whole micro-batches of 32 and at 1.9 GB in slices, at 384 4.0 against
-    2.2 GB (benchmarks/state_memory.py). With 12 heads a micro-batch of 32 is one slice up to a
-    width of 209, so the usual lengths run as before.
-    """
-    width = int(batch.inputs["input_ids"].shape[1])
-    per_example = getattr(config, "num_attention_heads", 1) * width * width
-    return math.ceil(len(batch) / max(1, STATE_SLICE_ELEMENTS // per_example))
 
 
 @contextlib.contextmanager

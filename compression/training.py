@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .batching import Batch, Encoded
+from .architectures import attention_heads
+from .batching import Batch, Encoded, attention_slices
 from .device import Runtime
 from .evaluation import EvalSet
 from .progress import ProgressTracker
@@ -46,7 +47,8 @@ class ExtraLoss(Protocol):
     """A term added to the training loss (the hidden-state and attention terms of recovery).
 
     ``forward_kwargs`` are passed to the model's forward (``output_hidden_states=True``) so the
-    term can read what it needs from the outputs.
+    term can read what it needs from the outputs. The term is a mean over the batch's valid
+    tokens, which lets a long batch run as slices (each weighted by its share of the tokens).
     """
 
     forward_kwargs: dict[str, bool]
@@ -148,12 +150,17 @@ def train(
         result = TrainResult(0, 0, best, [_row(0, best)])
         best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         step = 0
+        heads = attention_heads(model)
         for epoch in range(1, epochs + 1):
             model.train()
             for batch in data.shuffled_batches(batch_size, rng):
-                loss = _loss(model, batch.to(runtime.device), runtime, distill, extra_loss)
+                batch = batch.to(runtime.device)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                # One step per batch; a long batch's gradient is accumulated over row slices.
+                tokens = batch.inputs["attention_mask"].sum()
+                for part in attention_slices(batch, heads):
+                    shares = (len(part) / len(batch), part.inputs["attention_mask"].sum() / tokens)
+                    _loss(model, part, runtime, distill, extra_loss, shares).backward()
                 # foreach: one batched norm instead of a norm per parameter (not the CPU default).
                 torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM, foreach=True)
                 optimizer.step()
@@ -184,8 +191,10 @@ def _loss(
     runtime: Runtime,
     distill: Distill | None,
     extra_loss: ExtraLoss | None,
+    shares: tuple[float, torch.Tensor],
 ) -> torch.Tensor:
-    """One batch's training loss: cross-entropy or distillation, plus the extra term."""
+    """One batch's training loss: cross-entropy or distillation, plus the extra term; for a slice
+    of a batch, each weighted by the slice's ``shares`` (of the examples, of the valid tokens)."""
     with runtime.autocast():
         outputs = model(**batch.inputs, **(extra_loss.forward_kwargs if extra_loss else {}))
         extra = extra_loss(outputs, batch) if extra_loss else None
@@ -195,7 +204,8 @@ def _loss(
     else:
         teacher = distill.teacher_logits[batch.indices].to(logits.device)
         loss = kd_loss(logits, teacher, batch.labels, distill.temperature, distill.alpha)
-    return loss if extra is None else loss + extra.float()
+    examples, tokens = shares
+    return examples * loss if extra is None else examples * loss + tokens * extra.float()
 
 
 def _row(epoch: int, metrics: Metrics) -> EpochMetrics:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from layerfuse.compression import compress
+from layerfuse.compression import batching, compress
 from layerfuse.compression.evaluation import EvalSet
 from layerfuse.compression.model_card import model_card
 from layerfuse.compression.models import pruned_copy
@@ -21,7 +21,7 @@ from layerfuse.compression.recovery import (
 )
 from layerfuse.compression.selection import deepest_within
 from layerfuse.compression.spec import Distillation
-from layerfuse.compression.training import train
+from layerfuse.compression.training import Distill, train
 from tests.compression.helpers import FP32, encoded_rows, load_eager
 from tests.compression.test_pipeline import spec_for
 
@@ -77,6 +77,49 @@ def test_early_stopping_ends_training_after_patience_epochs_without_gain(tiny_cl
     full = train(copy.deepcopy(model), data, validation, FP32, epochs=6, **common)
     assert (stopped.epochs_run, stopped.best_epoch) == (2, 0)
     assert full.epochs_run == 6
+
+
+def test_a_batch_run_as_slices_gets_the_whole_batchs_gradient(tiny_classifier, monkeypatch):
+    model, tokenizer, adapter = load_eager(tiny_classifier)
+    for module in model.modules():  # the one thing slices change: where dropout draws fall
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    data = encoded_rows(tokenizer, n=32)
+    validation = EvalSet(encoded_rows(tokenizer, n=16, seed=5), 64)
+    kd = Distillation(hidden_weight=1.0, attention_weight=1.0)
+    logits = torch.randn(len(data), model.config.num_labels)
+    heads = model.config.num_attention_heads
+
+    def first_gradient() -> dict[str, torch.Tensor]:
+        """Every parameter's gradient at the first step, clipped as the optimizer saw it."""
+        student = pruned_copy(model, adapter, [0, 2])
+        grads: list[dict[str, torch.Tensor]] = []
+        train(
+            student,
+            data,
+            validation,
+            FP32,
+            epochs=1,
+            learning_rate=1e-3,
+            batch_size=16,
+            seed=0,
+            distill=Distill(logits, temperature=2.0, alpha=0.5),
+            extra_loss=LayerMappedLoss(model, [0, 2], 4, kd),
+            on_batch=lambda _: grads.append(
+                {n: p.grad.clone() for n, p in student.named_parameters() if p.grad is not None}
+            ),
+        )
+        return grads[0]
+
+    whole = first_gradient()
+    # One example per slice: the slices' shares of the valid tokens (the extra terms' weights)
+    # differ from their shares of the examples (the distillation loss's), 7 to 15 tokens each.
+    monkeypatch.setattr(batching, "ATTENTION_SLICE_ELEMENTS", 1)
+    assert len(batching.attention_slices(data.collate(list(range(16))), heads)) == 16
+    sliced = first_gradient()
+    assert sorted(sliced) == sorted(whole) and len(whole) > 10
+    for name, grad in whole.items():
+        torch.testing.assert_close(sliced[name], grad, rtol=1e-4, atol=1e-7, msg=name)
 
 
 def test_bisection_finds_the_deepest_passing_depth_with_few_recoveries():

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from layerfuse.compression import signals
+from layerfuse.compression import batching, signals
 from layerfuse.compression.catalogue import BLOCK_INFLUENCE, SIGNAL_IDS
 from layerfuse.compression.signals import REGISTRY, canonical_correlations, measure_state
 from tests.compression.helpers import FP32, encoded_rows, load_eager
@@ -198,10 +198,9 @@ def test_micro_batches_run_as_slices_give_the_whole_batches_signals(bert, monkey
     whole = measure(model, adapter, batches)
     # A budget of one example's maps: every micro-batch of 16 runs as 16 slices.
     width = batches[0].inputs["input_ids"].shape[1]
-    monkeypatch.setattr(
-        signals, "STATE_SLICE_ELEMENTS", model.config.num_attention_heads * width * width
-    )
-    assert signals._slices(batches[0], model.config) == len(batches[0])
+    heads = model.config.num_attention_heads
+    monkeypatch.setattr(batching, "ATTENTION_SLICE_ELEMENTS", heads * width * width)
+    assert len(batching.attention_slices(batches[0], heads)) == len(batches[0])
     sliced = measure(model, adapter, batches)
     for layer, values in whole.items():
         for sid, value in values.items():
