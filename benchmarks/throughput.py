@@ -10,7 +10,8 @@ bf16 where the CPU has AVX512-BF16, else fp32): evaluation
 hooks) and a training epoch (``training.train``, which also evaluates validation before and
 after; its steps alone are reported too, the validation passes timed apart). Training is timed
 on the process's second epoch, the first reported apart; a third trains every embedding row
-(``seen_rows`` off) to show what training only the rows the data contains buys. FLOPs are counted
+(``seen_rows`` off) to show what training only the rows the data contains buys, a fourth draws
+native dropout masks (``cpu_dropout`` off) to show what the 16-bit masks buy. FLOPs are counted
 from the model's dimensions on the real padded batches: per token and layer 2·(4h² + 2h·i) for
 the linear layers plus 4·h·width for attention; backward counts twice the forward. Threads are
 fixed so the reference and the library use the same cores.
@@ -28,6 +29,7 @@ import json
 import os
 import sys
 import time
+import unittest.mock
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -164,13 +166,13 @@ def main() -> None:
     # The first epoch of a process pays one-off kernel set-up for every new batch shape, which a
     # job pays once over its many epochs (teacher fine-tune, comparison recoveries); the second is
     # the steady state. The third trains the dense embedding, the library before seen_rows, to
-    # show what the split buys.
+    # show what the split buys; the fourth, native dropout masks, what fast_dropout buys.
     _, first_steps = one_epoch()
     epoch, steps = one_epoch()
-    real_seen_rows = training.seen_rows
-    training.seen_rows = lambda model, token_ids: contextlib.nullcontext()
-    _, dense_steps = one_epoch()
-    training.seen_rows = real_seen_rows
+    with unittest.mock.patch.object(training, "seen_rows", lambda *_: contextlib.nullcontext()):
+        _, dense_steps = one_epoch()
+    with unittest.mock.patch.object(training, "cpu_dropout", lambda *_: contextlib.nullcontext()):
+        _, native_dropout_steps = one_epoch()
 
     def part(timing: tuple[float, float, float], flops: float, batches, what: str) -> dict:
         seconds, before, after = timing
@@ -215,6 +217,9 @@ def main() -> None:
         ),
         "training_steps_dense_embedding": part(
             dense_steps, step_flops, train_batches, "the same, every embedding row trained"
+        ),
+        "training_steps_native_dropout": part(
+            native_dropout_steps, step_flops, train_batches, "the same, native dropout masks"
         ),
         "training_epoch": part(
             epoch, step_flops + 2 * eval_flops, train_batches, "train(): 1 epoch + 2 validation"

@@ -20,6 +20,7 @@ from .architectures import attention_heads
 from .batching import Batch, Encoded, attention_slices
 from .device import Runtime
 from .evaluation import EvalSet
+from .fast_dropout import cpu_dropout
 from .progress import ProgressTracker
 from .report import EpochMetrics, Metrics, StoppedBy
 from .seen_rows import seen_rows
@@ -195,7 +196,9 @@ def _loss(
 ) -> torch.Tensor:
     """One batch's training loss: cross-entropy or distillation, plus the extra term; for a slice
     of a batch, each weighted by the slice's ``shares`` (of the examples, of the valid tokens)."""
-    with runtime.autocast():
+    # Dropout masks from 16-bit random integers on CPUs, whose forward costs 2.5x less than native
+    # bernoulli_ masks (see fast_dropout).
+    with runtime.autocast(), cpu_dropout(runtime.device):
         outputs = model(**batch.inputs, **(extra_loss.forward_kwargs if extra_loss else {}))
         extra = extra_loss(outputs, batch) if extra_loss else None
     logits = outputs.logits.float()

@@ -12,7 +12,7 @@ from layerfuse.compression.evaluation import EvalSet
 from layerfuse.compression.training import train
 from tests.compression.helpers import FP32, encoded_rows, load_eager
 
-COMMON = {"epochs": 2, "learning_rate": 5e-3, "batch_size": 8, "seed": 0}
+COMMON = {"epochs": 4, "learning_rate": 5e-3, "batch_size": 8, "seed": 0}
 
 
 def test_training_seen_rows_matches_dense_training_and_leaves_other_rows_alone(
