@@ -89,7 +89,11 @@ JOB_STATUSES = ("queued", "running", "cancelling", "succeeded", "failed", "cance
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=600.0, write=600.0, pool=10.0)
 # The server sends a keep-alive comment every 15 s: a minute of silence is a dead connection.
-STREAM_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=10.0)
+# A (connect, read, write, pool) tuple, not an ``httpx.Timeout``: a per-request timeout goes to
+# whichever client ``http`` is, and httpx2's (starlette's TestClient picks httpx2 when installed,
+# and huggingface_hub now installs it) refuses httpx's Timeout objects but takes a tuple, as
+# httpx does.
+STREAM_TIMEOUT = (10.0, 60.0, 60.0, 10.0)
 MODEL_ARCHIVE = "model.zip"
 
 # --- Objects ---------------------------------------------------------------------------------
