@@ -56,7 +56,7 @@ from typing import Any, Generic, Literal, TypedDict, TypeVar
 
 import httpx
 
-from .retries import RetryPolicy
+from .retries import TRANSPORT_ERRORS, UNSENT_ERRORS, RetryPolicy
 
 __all__ = [
     "APIConnectionError",
@@ -311,6 +311,10 @@ _ERRORS: dict[int, type[APIError]] = {
 }
 
 
+# What a request's retries catch: transport failures of either HTTP library, and error answers.
+RETRIED_ERRORS: tuple[type[Exception], ...] = (*TRANSPORT_ERRORS, APIError)
+
+
 def _api_error(response: httpx.Response) -> APIError:
     try:
         body = response.json()
@@ -560,7 +564,7 @@ class Client:
                         yield event
                         if _is_terminal(event):
                             return
-            except (httpx.TransportError, APIError) as exc:
+            except RETRIED_ERRORS as exc:
                 failures += 1
                 self._wait_or_raise(
                     exc, failures, idempotent=True, what=f"the event stream of {job_id}"
@@ -703,13 +707,11 @@ class Client:
         while True:
             try:
                 return attempt()
-            except (httpx.TransportError, APIError) as exc:
+            except RETRIED_ERRORS as exc:
                 failures += 1
                 self._wait_or_raise(exc, failures, idempotent=idempotent, what=what)
 
-    def _wait_or_raise(
-        self, exc: httpx.TransportError | APIError, failures: int, *, idempotent: bool, what: str
-    ) -> None:
+    def _wait_or_raise(self, exc: Exception, failures: int, *, idempotent: bool, what: str) -> None:
         """Wait before sending again, as :attr:`retry` says; else raise the failure (a transport
         error as :class:`APIConnectionError`)."""
         if isinstance(exc, APIError):
@@ -719,7 +721,7 @@ class Client:
                 raise exc
             return
         if not self.retry.wait(failures, error=exc, idempotent=idempotent):
-            unsent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+            unsent = isinstance(exc, UNSENT_ERRORS)
             reason = "cannot reach the layerfuse server" if unsent else "the connection broke"
             raise APIConnectionError(f"{what}: {reason} ({exc})") from exc
 

@@ -23,6 +23,21 @@ from dataclasses import dataclass, field
 
 import httpx
 
+# A Client sends through whichever client ``http`` is: httpx's, or httpx2's (starlette's
+# TestClient picks httpx2 where it is installed). The two libraries' exception classes are
+# unrelated, so a transport failure is either's, or an httpx2 client's failures would escape the
+# retries as raw exceptions instead of being retried and raised as APIConnectionError.
+TRANSPORT_ERRORS: tuple[type[Exception], ...] = (httpx.TransportError,)
+# Failures that say the request never reached the server, so repeating it is always safe.
+UNSENT_ERRORS: tuple[type[Exception], ...] = (httpx.ConnectError, httpx.ConnectTimeout)
+try:
+    import httpx2
+except ImportError:  # optional: only a client handed an httpx2 client needs it
+    pass
+else:
+    TRANSPORT_ERRORS += (httpx2.TransportError,)
+    UNSENT_ERRORS += (httpx2.ConnectError, httpx2.ConnectTimeout)
+
 MAX_RETRY_AFTER_S = 120.0
 # 429 and 503 say the request was not processed; 500, 502 and 504 may come after it was.
 NOT_PROCESSED = frozenset({429, 503})
@@ -44,9 +59,8 @@ class RetryPolicy:
     def retryable_status(self, status: int, *, idempotent: bool) -> bool:
         return status in NOT_PROCESSED or (idempotent and status in MAYBE_PROCESSED)
 
-    def retryable_error(self, error: httpx.TransportError, *, idempotent: bool) -> bool:
-        unsent = isinstance(error, httpx.ConnectError | httpx.ConnectTimeout)
-        return unsent or idempotent
+    def retryable_error(self, error: Exception, *, idempotent: bool) -> bool:
+        return isinstance(error, UNSENT_ERRORS) or idempotent
 
     def delay(self, failures: int, headers: Mapping[str, str] | None = None) -> float:
         """Seconds to wait after the ``failures``-th failure in a row (1 for the first)."""
@@ -61,7 +75,7 @@ class RetryPolicy:
         failures: int,
         *,
         status: int | None = None,
-        error: httpx.TransportError | None = None,
+        error: Exception | None = None,
         idempotent: bool,
         headers: Mapping[str, str] | None = None,
     ) -> bool:

@@ -363,3 +363,27 @@ def test_following_events_gives_up_after_retries_plus_one_attempts_without_progr
     with pytest.raises(ServerError):
         list(client.follow_events("job_1"))
     assert len(requests) == 4
+
+
+def test_an_httpx2_client_gets_the_same_retries_and_connection_errors() -> None:
+    # starlette's TestClient, and anyone's own client, may be httpx2's, whose exceptions are not
+    # httpx's: its refused connections must still be retried and end as APIConnectionError.
+    httpx2 = pytest.importorskip("httpx2")
+    attempts: list[int] = []
+
+    def handle(request: Any) -> Any:
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise httpx2.ConnectError("connection refused", request=request)
+        return httpx2.Response(200, json=JOB)
+
+    http = httpx2.Client(base_url="http://lf.test", transport=httpx2.MockTransport(handle))
+    client = Client(api_key="k" * 20, http=http, max_retries=3)
+    client.retry.sleep = lambda seconds: None
+    assert client.get_job("job_1") == JOB and len(attempts) == 3
+
+    attempts.clear()
+    client.retry.max_retries = 1
+    with pytest.raises(APIConnectionError, match="GET /v1/jobs/job_1: cannot reach"):
+        client.get_job("job_1")
+    assert len(attempts) == 2
