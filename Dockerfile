@@ -25,13 +25,14 @@ WORKDIR /app
 # unpinned resolution dragging in gigabytes of CUDA packages on a CPU build.
 RUN pip install "torch==${TORCH_VERSION}" --index-url "https://download.pytorch.org/whl/${TORCH_VARIANT}"
 
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY compression ./compression
 COPY service ./service
 COPY worker ./worker
 COPY layerfuse ./layerfuse
 # onnx: export.formats ["hf", "onnx"]; mlflow: a job's MLflow integration (both in the worker).
-RUN pip install ".[service,onnx,mlflow]"
+# constraints.txt (scripts/lock): the exact versions CI tested, so a rebuild gets the same image.
+RUN pip install -c constraints.txt ".[service,onnx,mlflow]"
 
 USER layerfuse
 VOLUME ["/data"]
