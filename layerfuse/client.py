@@ -56,7 +56,7 @@ from typing import Any, Generic, Literal, TypedDict, TypeVar
 
 import httpx
 
-from .retries import TRANSPORT_ERRORS, UNSENT_ERRORS, RetryPolicy
+from .retries import TRANSPORT_ERRORS, RetryPolicy, never_sent
 
 __all__ = [
     "APIConnectionError",
@@ -721,8 +721,9 @@ class Client:
                 raise exc
             return
         if not self.retry.wait(failures, error=exc, idempotent=idempotent):
-            unsent = isinstance(exc, UNSENT_ERRORS)
-            reason = "cannot reach the layerfuse server" if unsent else "the connection broke"
+            reason = (
+                "cannot reach the layerfuse server" if never_sent(exc) else "the connection broke"
+            )
             raise APIConnectionError(f"{what}: {reason} ({exc})") from exc
 
 

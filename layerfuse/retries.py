@@ -28,15 +28,14 @@ import httpx
 # unrelated, so a transport failure is either's, or an httpx2 client's failures would escape the
 # retries as raw exceptions instead of being retried and raised as APIConnectionError.
 TRANSPORT_ERRORS: tuple[type[Exception], ...] = (httpx.TransportError,)
-# Failures that say the request never reached the server, so repeating it is always safe.
-UNSENT_ERRORS: tuple[type[Exception], ...] = (httpx.ConnectError, httpx.ConnectTimeout)
+_UNSENT_ERRORS: tuple[type[Exception], ...] = (httpx.ConnectError, httpx.ConnectTimeout)
 try:
     import httpx2
 except ImportError:  # optional: only a client handed an httpx2 client needs it
     pass
 else:
     TRANSPORT_ERRORS += (httpx2.TransportError,)
-    UNSENT_ERRORS += (httpx2.ConnectError, httpx2.ConnectTimeout)
+    _UNSENT_ERRORS += (httpx2.ConnectError, httpx2.ConnectTimeout)
 
 MAX_RETRY_AFTER_S = 120.0
 # 429 and 503 say the request was not processed; 500, 502 and 504 may come after it was.
@@ -60,7 +59,7 @@ class RetryPolicy:
         return status in NOT_PROCESSED or (idempotent and status in MAYBE_PROCESSED)
 
     def retryable_error(self, error: Exception, *, idempotent: bool) -> bool:
-        return isinstance(error, UNSENT_ERRORS) or idempotent
+        return never_sent(error) or idempotent
 
     def delay(self, failures: int, headers: Mapping[str, str] | None = None) -> float:
         """Seconds to wait after the ``failures``-th failure in a row (1 for the first)."""
@@ -89,6 +88,12 @@ class RetryPolicy:
             return False
         self.sleep(self.delay(failures, headers))
         return True
+
+
+def never_sent(error: Exception) -> bool:
+    """Whether a transport failure says the request never reached the server (connection refused,
+    connect timeout), so that repeating it is always safe."""
+    return isinstance(error, _UNSENT_ERRORS)
 
 
 def retry_after_s(headers: Mapping[str, str]) -> float | None:
