@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DatasetError
+from .jsontext import lone_surrogate
 
 SUPPORTED_FORMATS = ("jsonl", "csv", "tsv", "parquet")
 DEFAULT_MAX_ROWS = 2_000_000
@@ -397,6 +398,13 @@ def _jsonl_objects(path: Path, param: str | None) -> Iterator[tuple[int, dict[st
                 raise _parse_error(
                     path, f"line {number} nests too deeply to be a row of a dataset", param
                 ) from None
+            if lone_surrogate(obj, line) is not None:
+                raise _parse_error(
+                    path,
+                    f"line {number} holds a \\ud800-\\udfff escape without its pair, which is "
+                    "not text; write the file as UTF-8 or escape whole characters",
+                    param,
+                )
             if not isinstance(obj, dict):
                 raise _parse_error(
                     path,

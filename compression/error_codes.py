@@ -37,6 +37,7 @@ _ENTRIES = (
     ErrorCode("job_not_succeeded", 409, "reports and artifacts exist once a job succeeded"),
     ErrorCode("request_too_large", 413, "a JSON body larger than the server's limit"),
     ErrorCode("upload_too_large", 413, "an upload larger than the server's limit"),
+    ErrorCode("range_not_satisfiable", 416, "a `Range` that starts past the artifact's end"),
     ErrorCode("invalid_request", 422, "a field is missing, of the wrong type or out of bounds"),
     ErrorCode("invalid_upload", 422, "not multipart, no file, or a file repeated"),
     ErrorCode("upload_incomplete", 422, "the client disconnected before the upload ended"),

@@ -297,7 +297,16 @@ def _weight_files(path: Path, names: set[str], param: str) -> list[str]:
             path / "model.safetensors.index.json", "model.safetensors.index.json", param
         )
         weight_map = index.get("weight_map")
-        needed = set(weight_map.values()) if isinstance(weight_map, dict) else set()
+        if not isinstance(weight_map, dict) or not all(
+            isinstance(v, str) for v in weight_map.values()
+        ):
+            raise ModelError(
+                "model.safetensors.index.json needs a weight_map from tensor names to shard "
+                "file names (strings)",
+                code="model_config_invalid",
+                param=param,
+            )
+        needed = set(weight_map.values())
         missing = sorted(str(n)[:80] for n in needed - set(shards))
         if not needed or missing:
             raise ModelError(

@@ -331,7 +331,8 @@ class FinalReport(Evaluation):
     latency: LatencyComparison | None = _optional()
     accuracy_to_size_ratio: float
     original_accuracy_to_size_ratio: float
-    improvement_factor: float
+    # None when the original scored 0 on the basis split: no factor over nothing.
+    improvement_factor: float | None
     ratio_basis: str
     note: str
 
@@ -416,7 +417,7 @@ class Summary(Section):
     size_mb: Change[float]
     latency_ms: Change[Latency | None]
     accuracy_to_size_ratio: float
-    improvement_factor: float
+    improvement_factor: float | None
     artifacts: list[str]
     latency: LatencyComparison | None = _optional()
     formats: dict[str, FormatReport] | None = _optional()

@@ -183,8 +183,32 @@ class Export(_Strict):
 
 class Columns(_Strict):
     text_column: str = Field(default="text", min_length=1, max_length=200)
-    text_pair_column: str | None = Field(default=None, min_length=1, max_length=200)
-    label_column: str = Field(default="label", min_length=1, max_length=200)
+    # validate_default: the checks below must also run when the default is the one in conflict.
+    text_pair_column: str | None = Field(
+        default=None, min_length=1, max_length=200, validate_default=True
+    )
+    label_column: str = Field(default="label", min_length=1, max_length=200, validate_default=True)
+
+    # One column in two roles gives a silently wrong model: with the label as the input, the
+    # model reads the answer and scores 100% on every split. Fields validate in order, so each
+    # check names the later field of the pair.
+    @field_validator("text_pair_column")
+    @classmethod
+    def _pair_is_not_the_text(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and value == info.data.get("text_column"):
+            raise ValueError(f"{value!r} is already the text_column; name the second text")
+        return value
+
+    @field_validator("label_column")
+    @classmethod
+    def _label_is_not_an_input(cls, value: str, info: ValidationInfo) -> str:
+        for role in ("text_column", "text_pair_column"):
+            if value == info.data.get(role):
+                raise ValueError(
+                    f"{value!r} is also the {role}: the model would read the label as its input; "
+                    "name the column that holds the labels"
+                )
+        return value
 
 
 class MethodSpec(_Strict):

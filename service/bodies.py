@@ -3,7 +3,8 @@
 FastAPI's own body parsing coerces (``"1"`` becomes ``1``) and recurses without bound. A route
 takes ``Annotated[Model, Depends(json_body(Model))]`` instead: the body (already capped in size
 and time by :class:`layerfuse.service.limits.BodyLimits`) is parsed with bounded nesting, any
-string holding NUL is refused (PostgreSQL cannot store it), and the model validates in strict
+string holding NUL (PostgreSQL cannot store it) or a lone surrogate escape (not text: it would be
+stored, then fail every answer that serialises it) is refused, and the model validates in strict
 mode, so a number sent as a string is a 422 naming the field.
 """
 
@@ -16,9 +17,9 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
-from layerfuse.compression.jsontext import JsonTooDeep, parse_json
+from layerfuse.compression.jsontext import JsonNotText, JsonTooDeep, parse_json
 
-from .errors import Unprocessable
+from .errors import ApiError, Unprocessable
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -32,8 +33,11 @@ def json_body(model: type[M]) -> Callable[[Request], Awaitable[M]]:
             value = parse_json(raw)
         except JsonTooDeep as exc:
             raise Unprocessable(f"the request body is {exc}") from None
+        except JsonNotText as exc:
+            raise Unprocessable(str(exc), param=".".join(exc.path) or None) from None
         except (ValueError, UnicodeDecodeError):
-            raise Unprocessable("the request body is not valid JSON") from None
+            # Not a field's fault: the body cannot be read at all (docs/service.md, bad_request).
+            raise ApiError("the request body is not valid JSON") from None
         refuse_nul(value)
         try:
             return model.model_validate(value, strict=True)

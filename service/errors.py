@@ -206,12 +206,12 @@ def allowed_methods(request: Request) -> list[str]:
             for route in request.app.router.routes
         )
     }
-    if "GET" in methods:
-        methods.add("HEAD")
     return sorted(methods)
 
 
-_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+# HEAD is listed only where a route takes it (artifact downloads): FastAPI, unlike Starlette's
+# plain routes, does not answer HEAD for every GET.
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:

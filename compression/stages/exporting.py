@@ -187,7 +187,7 @@ def _final_report(
         latency=latency,
         accuracy_to_size_ratio=final_ratio,
         original_accuracy_to_size_ratio=original_ratio,
-        improvement_factor=final_ratio / original_ratio,
+        improvement_factor=final_ratio / original_ratio if original_ratio else None,
         ratio_basis=f"{basis} accuracy in % / size in MB",
         note=FACTOR_NOTE,
     )

@@ -5,15 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
+from starlette.responses import MalformedRangeHeader, RangeNotSatisfiable
 
 from layerfuse.compression.report import Report
 
 from ..artifacts import MODEL_ZIP, ensure_model_zip
 from ..deps import DatabaseDep, StorageDep, TenantDep
-from ..errors import Conflict, NotFound
+from ..errors import ApiError, Conflict, NotFound
 from ..schemas import ArtifactList
 from ..storage import OutsideRoot, Storage, inside
 from ..store import SUCCEEDED, Database, Job
@@ -21,6 +22,39 @@ from ..store import jobs as job_store
 from .jobs import get_job_or_404
 
 router = APIRouter(prefix="/v1/jobs", tags=["artifacts"])
+
+
+class ArtifactResponse(FileResponse):
+    """A file response whose Range errors are the API's: Starlette answers a Range it cannot
+    read with a plain-text 400 and one past the end with an empty plain-text 416. RFC 9110
+    (section 14.2) lets a server ignore a Range it cannot read, which a download resumed by a
+    confused client survives: the whole file, 200. One past the end is checked by the route first
+    (:func:`_check_range`), so it is a problem+json 416."""
+
+    @classmethod
+    def _parse_range_header(cls, http_range: str, file_size: int) -> list[tuple[int, int]]:
+        try:
+            return super()._parse_range_header(http_range, file_size)
+        except MalformedRangeHeader:
+            return []  # no ranges: FileResponse sends the whole file
+
+
+def _check_range(request: Request, path: Path) -> None:
+    """Refuse, as problem+json, a Range that the file response would answer with 416."""
+    http_range = request.headers.get("range")
+    # With If-Range the response may ignore the Range (the file changed); let it decide.
+    if http_range is None or "if-range" in request.headers:
+        return
+    size = path.stat().st_size
+    try:
+        ArtifactResponse._parse_range_header(http_range, size)
+    except RangeNotSatisfiable:
+        raise ApiError(
+            f"Range {http_range[:100]!r} starts past the end of the {size}-byte file",
+            code="range_not_satisfiable",
+            param="Range",
+            headers={"Content-Range": f"bytes */{size}"},
+        ) from None
 
 
 def _succeeded(db: Database, tenant: str, job_id: str) -> Job:
@@ -80,15 +114,18 @@ async def list_artifacts(
     return {"object": "list", "data": listed}
 
 
-@router.get(
+# HEAD too: a download manager asks for the size (and whether ranges work) before it fetches.
+@router.api_route(
     "/{job_id}/artifacts/{name:path}",
-    response_class=FileResponse,
+    methods=["GET", "HEAD"],
+    response_class=ArtifactResponse,
     responses={200: {"content": {"application/octet-stream": {"schema": {"type": "string"}}}}},
     summary="Download one artifact, by a name from the list",
 )
 async def download_artifact(
     job_id: str,
     name: str,
+    request: Request,
     tenant: TenantDep,
     db: DatabaseDep,
     storage: StorageDep,
@@ -104,8 +141,9 @@ async def download_artifact(
         raise NotFound(
             f"job {job_id} has no artifact {name[:200]!r}", code="artifact_not_found"
         ) from None
-    return FileResponse(
-        _stored(path, job_id),
+    _check_range(request, _stored(path, job_id))
+    return ArtifactResponse(
+        path,
         media_type=entry["content_type"],
         filename=path.name,
         headers={"X-Content-SHA256": entry["sha256"]},

@@ -81,6 +81,17 @@ def test_malformed_safetensors_headers_are_refused_at_upload(
     assert "model.safetensors" in body["detail"]
 
 
+def test_a_shard_index_that_does_not_map_names_to_files_is_refused(
+    client: TestClient, tiny_classifier: Path, tmp_path: Path
+) -> None:
+    folder = shutil.copytree(tiny_classifier, tmp_path / "m")
+    (folder / "model.safetensors").rename(folder / "model-00001-of-00001.safetensors")
+    (folder / "model.safetensors.index.json").write_text('{"weight_map": {"a": ["x"]}}')
+    body = assert_problem(upload_model(client, folder), 422, "model_config_invalid", "files")
+    assert "weight_map" in body["detail"]
+    assert client.get("/v1/models").json()["data"] == []
+
+
 def test_deeply_nested_json_in_a_model_is_refused(
     client: TestClient, tiny_classifier: Path, tmp_path: Path
 ) -> None:
@@ -101,6 +112,26 @@ def test_a_deeply_nested_jsonl_line_is_a_parse_error(client: TestClient, tmp_pat
     path.write_text('{"text": "a", "label": "x"}\n{"text": ' + deep + "}\n")
     body = assert_problem(upload_dataset(client, path), 422, "dataset_parse_error", None)
     assert "line 2" in body["detail"]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        r'{"text": "he\ud800llo", "label": "a"}',
+        r'{"text": "hello", "label": "\udc00"}',
+        r'{"text": "hello", "label": "a", "\ud800": 1}',
+    ],
+)
+def test_a_lone_surrogate_in_a_jsonl_line_is_a_parse_error(
+    client: TestClient, tmp_path: Path, line: str
+) -> None:
+    """Once stored, it failed the job at tokenizing or at writing the model card, or (in a column
+    name) answered every list of datasets with a 500."""
+    path = tmp_path / "train.jsonl"
+    path.write_text('{"text": "fine \\ud83d\\ude00", "label": "b"}\n' + line + "\n")
+    body = assert_problem(upload_dataset(client, path), 422, "dataset_parse_error", None)
+    assert "line 2" in body["detail"]
+    assert client.get("/v1/datasets").json()["data"] == []
 
 
 # --- Ids and cursors are checked before the store --------------------------------------------
@@ -199,6 +230,51 @@ def test_job_bodies_are_strict_and_free_of_nul(
     assert client.get("/v1/jobs").json()["data"] == []
 
 
+@pytest.mark.parametrize(
+    ("metadata", "param"),
+    [(r'{"team": "a\ud800"}', "metadata.team"), (r'{"\udfff": "v"}', "metadata")],
+)
+def test_a_lone_surrogate_in_a_job_body_is_422_and_stores_nothing(
+    client: TestClient, ids: tuple[str, str], metadata: str, param: str
+) -> None:
+    """It was stored, then every read of the job (and the job list) answered 500."""
+    raw = json.dumps({**job_body(*ids), "metadata": "@"}).replace('"@"', metadata)
+    response = client.post("/v1/jobs", content=raw, headers={"Content-Type": "application/json"})
+    body = assert_problem(response, 422, "invalid_request", param)
+    assert "ud800" in body["detail"]
+    assert client.get("/v1/jobs").json()["data"] == []
+    # A valid pair (an emoji) is text, and comes back as it went in.
+    raw = json.dumps({**job_body(*ids), "metadata": "@"}).replace('"@"', r'{"t": "\ud83d\ude00"}')
+    created = client.post("/v1/jobs", content=raw, headers={"Content-Type": "application/json"})
+    assert created.status_code == 201, created.text
+    assert client.get(f"/v1/jobs/{created.json()['id']}").json()["metadata"] == {"t": "\U0001f600"}
+
+
+def test_a_body_that_is_not_json_is_400(client: TestClient) -> None:
+    response = client.post(
+        "/v1/jobs", content=b"{not json", headers={"Content-Type": "application/json"}
+    )
+    assert_problem(response, 400, "bad_request")
+
+
+@pytest.mark.parametrize(
+    ("columns", "param"),
+    [
+        ({"text_column": "label"}, "dataset.label_column"),
+        ({"text_pair_column": "label"}, "dataset.label_column"),
+        ({"text_pair_column": "text"}, "dataset.text_pair_column"),
+    ],
+)
+def test_one_column_in_two_roles_is_refused(
+    client: TestClient, ids: tuple[str, str], columns: dict[str, str], param: str
+) -> None:
+    """With the label as the input the job succeeded at 100% accuracy: it read the answer."""
+    model, train = ids
+    body = job_body(model, train, dataset={"train": train, **columns})
+    assert_problem(client.post("/v1/jobs", json=body), 422, "invalid_request", param)
+    assert client.get("/v1/jobs").json()["data"] == []
+
+
 def test_ids_inside_a_job_body_are_checked(client: TestClient, ids: tuple[str, str]) -> None:
     model, train = ids
     body = job_body("mdl_" + ZERO_ID, train)
@@ -250,9 +326,14 @@ def test_unseen_test_labels_are_refused_at_creation(
 def test_405_names_every_allowed_method(client: TestClient) -> None:
     response = client.put("/v1/models/mdl_" + ZERO_ID)
     assert_problem(response, 405, "method_not_allowed")
-    assert response.headers["Allow"] == "DELETE, GET, HEAD"
+    assert response.headers["Allow"] == "DELETE, GET"
     response = client.delete("/v1/jobs")
-    assert set(response.headers["Allow"].split(", ")) == {"GET", "HEAD", "POST"}
+    assert set(response.headers["Allow"].split(", ")) == {"GET", "POST"}
+    # HEAD only where it is answered: listed as allowed, it must not be a 405.
+    response = client.head("/v1/models/mdl_" + ZERO_ID)
+    assert response.status_code == 405 and "HEAD" not in response.headers["Allow"]
+    response = client.post("/v1/jobs/job_" + ZERO_ID + "/artifacts/model.zip")
+    assert response.headers["Allow"] == "GET, HEAD"
 
 
 def test_model_files_helper_sees_the_allowlist(tiny_classifier: Path) -> None:

@@ -427,6 +427,32 @@ def test_artifacts_list_download_by_name_and_model_zip(
     assert_problem(response, 404, "artifact_not_found")
 
 
+def test_artifact_downloads_resume_ignore_unreadable_ranges_and_answer_head(
+    client: TestClient, uploaded, db: Database, settings: Settings, tiny_classifier: Path
+) -> None:
+    job = create(client, uploaded).json()
+    output = fake_output(settings, tiny_classifier, job["id"])
+    play_worker(db, job["id"], succeed_with=output)
+    url = f"/v1/jobs/{job['id']}/artifacts/model/model.safetensors"
+    whole = (tiny_classifier / "model.safetensors").read_bytes()
+
+    head = client.head(url)
+    assert head.status_code == 200 and head.content == b""
+    assert int(head.headers["content-length"]) == len(whole)
+    assert head.headers["accept-ranges"] == "bytes"
+
+    resumed = client.get(url, headers={"Range": "bytes=100-"})
+    assert resumed.status_code == 206 and resumed.content == whole[100:]
+    # A Range the server cannot read is ignored (RFC 9110): the whole file, not a text/plain 400.
+    for unreadable in ("bytes=5-2", "bytes=abc", "lines=1-2"):
+        response = client.get(url, headers={"Range": unreadable})
+        assert response.status_code == 200 and response.content == whole, unreadable
+    past = client.get(url, headers={"Range": f"bytes={len(whole) + 10}-"})
+    body = assert_problem(past, 416, "range_not_satisfiable", "Range")
+    assert past.headers["content-range"] == f"bytes */{len(whole)}"
+    assert str(len(whole)) in body["detail"]
+
+
 def test_errors_are_problem_json_without_internals(client: TestClient) -> None:
     assert_problem(client.get("/v1/nothing-here"), 404, "not_found")
     assert_problem(client.get("/v1/jobs/job_x"), 404, "not_found")
