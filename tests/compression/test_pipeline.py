@@ -330,3 +330,40 @@ def test_the_public_stages_compose_to_what_compress_does(tiny_classifier, synthe
     assert selected.report == whole.report.selection
     assert recovered.report == whole.report.distillation
     assert recovered.kept_layers == whole.report.selection.kept_layers
+
+
+def test_an_original_that_scores_zero_gets_no_improvement_factor(
+    tiny_classifier, synthetic_data, tmp_path
+):
+    """A test split of only the rows the original gets wrong: the factor over 0% is undefined,
+    and the run still exports (it failed with a ZeroDivisionError in exporting)."""
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_classifier).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_classifier)
+    rows = [json.loads(line) for line in synthetic_data["test"].read_text().splitlines()]
+    with torch.no_grad():
+        encoded = tokenizer(
+            [r["text"] for r in rows],
+            truncation=True,
+            max_length=32,
+            padding=True,
+            return_tensors="pt",
+        )
+        predicted = model(**encoded).logits.argmax(-1).tolist()
+    wrong = [r for r, p in zip(rows, predicted) if model.config.id2label[p] != r["label"]]
+    assert len(wrong) >= 10
+    test = tmp_path / "wrong.jsonl"
+    test.write_text("".join(json.dumps(r) + "\n" for r in wrong))
+
+    spec = two_strategy_spec(
+        tiny_classifier,
+        {**synthetic_data, "test": test},
+        "drop-top",
+        distillation={"enabled": False},
+    )
+    result = compress(spec, tmp_path / "out")
+    assert result.report.baseline.test["accuracy"] == 0
+    assert result.report.final.improvement_factor is None
+    assert result.summary["improvement_factor"] is None
+    saved = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert saved["final"]["improvement_factor"] is None
+    assert "improvement factor of n/a" in (tmp_path / "out" / "model_card.md").read_text()
