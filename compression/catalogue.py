@@ -26,11 +26,13 @@ class ConfigKeys:
         num_layers: the config key of the encoder's layer count.
         layer_prefix: tensor names of layer ``i`` contain ``<layer_prefix>.<i>.``.
         shapes: ``tensor suffix -> config keys of its dimensions``; layer tensors are layer 0's.
+        heads: the config keys of the attention head count and of the width it divides.
     """
 
     num_layers: str
     layer_prefix: str
     shapes: dict[str, tuple[str, ...]]
+    heads: tuple[str, str] = ("num_attention_heads", "hidden_size")
 
 
 def _bert_like(embedding: str = "hidden_size") -> ConfigKeys:
@@ -58,6 +60,7 @@ CONFIG_KEYS: dict[str, ConfigKeys] = {
             "transformer.layer.0.attention.q_lin.weight": ("dim", "dim"),
             "transformer.layer.0.ffn.lin1.weight": ("hidden_dim", "dim"),
         },
+        heads=("n_heads", "dim"),
     ),
     "electra": _bert_like(embedding="embedding_size"),
     "roberta": _bert_like(),

@@ -14,6 +14,7 @@ would be built at its own sizes and filled with random weights, or take the mach
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import struct
@@ -118,7 +119,11 @@ class Tensor:
 
 
 def inspect_model_dir(
-    path: Path, files: Iterable[str] | None = None, *, param: str = "model"
+    path: Path,
+    files: Iterable[str] | None = None,
+    *,
+    param: str = "model",
+    name: str | None = None,
 ) -> ModelInfo:
     """Check that ``path`` holds a model the library can load safely and faithfully.
 
@@ -126,6 +131,8 @@ def inspect_model_dir(
         path: the model directory.
         files: the file names to consider (an upload's); default: every file in ``path``.
         param: the input field errors name (``model`` for the library, ``files`` for uploads).
+        name: how messages call the model (default: its folder's name, quoted); an upload's
+            folder is a temporary one the user never named.
 
     Raises:
         ModelError: ``model_not_found``, ``model_config_missing`` / ``_invalid``,
@@ -136,10 +143,11 @@ def inspect_model_dir(
         raise ModelError(
             f"model directory {path.name!r} does not exist", code="model_not_found", param=param
         )
+    what = name or repr(path.name)
     names = set(files) if files is not None else {p.name for p in path.iterdir() if p.is_file()}
     if "config.json" not in names:
         raise ModelError(
-            f"{path.name!r} has no config.json; save the model with save_pretrained",
+            f"{what} has no config.json; save the model with save_pretrained",
             code="model_config_missing",
             param=param,
         )
@@ -149,12 +157,13 @@ def inspect_model_dir(
     _check_numbers(config, param)
     num_layers = _layer_count(config, keys, param)
     head_labels = _head_labels(config, param)
-    weight_files = _weight_files(path, names, param)
+    _check_sizes(config, keys, param)
+    weight_files = _weight_files(path, names, what, param)
     tensors, parameters, weight_bytes = _read_headers(path, weight_files, param)
     _check_agreement(config, keys, num_layers, tensors, param)
-    if not any(name in names for name in TOKENIZER_FILES):
+    if not any(file in names for file in TOKENIZER_FILES):
         raise ModelError(
-            f"{path.name!r} has no tokenizer; include one of {', '.join(TOKENIZER_FILES)}",
+            f"{what} has no tokenizer; include one of {', '.join(TOKENIZER_FILES)}",
             code="model_tokenizer_missing",
             param=param,
         )
@@ -236,11 +245,32 @@ def _bounded_int(config: dict[str, Any], key: str, low: int, high: int, param: s
     value = config.get(key)
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
         raise ModelError(
-            f"config.json has {key}={str(value)[:40]}; it must be an integer from {low} to {high}",
+            f"config.json has {key}={json.dumps(value)[:40]}; it must be an integer from {low} to "
+            f"{high}",
             code="model_config_invalid",
             param=param,
         )
     return value
+
+
+def _check_sizes(config: dict[str, Any], keys: ConfigKeys, param: str) -> None:
+    """Sizes the model class asserts on when it is built (after the upload was accepted, so the
+    job failed with an internal error): heads that divide the width, a padding id in the vocab."""
+    heads, width = config.get(keys.heads[0]), config.get(keys.heads[1])
+    if isinstance(heads, int) and isinstance(width, int) and heads > 0 and width % heads:
+        raise ModelError(
+            f"config.json has {keys.heads[1]}={width}, which {keys.heads[0]}={heads} does not "
+            "divide: each attention head takes an equal share of the width",
+            code="model_config_invalid",
+            param=param,
+        )
+    pad, vocab = config.get("pad_token_id"), config.get("vocab_size")
+    if isinstance(pad, int) and isinstance(vocab, int) and not -vocab <= pad < vocab:
+        raise ModelError(
+            f"config.json has pad_token_id={pad}, outside the vocabulary (vocab_size={vocab})",
+            code="model_config_invalid",
+            param=param,
+        )
 
 
 def _layer_count(config: dict[str, Any], keys: ConfigKeys, param: str) -> int:
@@ -282,7 +312,7 @@ def _head_labels(config: dict[str, Any], param: str) -> list[str] | None:
     return [str(id2label[k]) for k in sorted(keys, key=int)]
 
 
-def _weight_files(path: Path, names: set[str], param: str) -> list[str]:
+def _weight_files(path: Path, names: set[str], what: str, param: str) -> list[str]:
     if "model.safetensors" in names:
         return ["model.safetensors"]
     shards = sorted(name for name in names if SHARD_PATTERN.match(name))
@@ -318,14 +348,14 @@ def _weight_files(path: Path, names: set[str], param: str) -> list[str]:
     pickles = sorted(name for name in names if name.lower().endswith(PICKLE_SUFFIXES))
     if pickles:
         raise ModelError(
-            f"{path.name!r} has no .safetensors weights (found pickle files {pickles[:5]}, which "
+            f"{what} has no .safetensors weights (found pickle files {pickles[:5]}, which "
             "are never loaded); re-save the model with save_pretrained(..., "
             "safe_serialization=True)",
             code="model_pickle_refused",
             param=param,
         )
     raise ModelError(
-        f"{path.name!r} has no weights; include model.safetensors (pickle formats are refused)",
+        f"{what} has no weights; include model.safetensors (pickle formats are refused)",
         code="model_weights_missing",
         param=param,
     )
@@ -418,6 +448,21 @@ def _check_agreement(
             code="model_weights_mismatch",
             param=param,
         )
+    first: dict[str, Tensor] = {}
+    for t in tensors:
+        if (m := pattern.search(t.name)) and m.group(1) == "0":
+            first[t.name[m.end() :]] = t
+    for t in tensors:
+        m = pattern.search(t.name)
+        like = first.get(t.name[m.end() :]) if m else None
+        # from_pretrained would refuse it, or re-initialise it where sizes may differ.
+        if like is not None and t.shape != like.shape:
+            raise ModelError(
+                f"{t.name} has shape {list(t.shape)} but {like.name} has "
+                f"{list(like.shape)}: every layer of the checkpoint must have the same shapes",
+                code="model_weights_mismatch",
+                param=param,
+            )
     for suffix, dims in keys.shapes.items():
         tensor = next(
             (t for t in tensors if t.name == suffix or t.name.endswith("." + suffix)), None

@@ -67,33 +67,70 @@ def load_model(info: ModelInfo, labels: list[str], *, head_matches: bool) -> Loa
             param="model",
         ) from exc
     id2label = dict(enumerate(labels))
-    config = AutoConfig.from_pretrained(path, trust_remote_code=False)
-    if not head_matches:
-        config.num_labels = len(labels)
-    config.id2label = id2label
-    config.label2id = {v: k for k, v in id2label.items()}
-    model, loading = AutoModelForSequenceClassification.from_pretrained(
-        path,
-        config=config,
-        attn_implementation="eager",
-        # Half-precision checkpoints are trained and measured in fp32; autocast does the rest.
-        dtype=torch.float32,
-        use_safetensors=True,
-        trust_remote_code=False,
-        ignore_mismatched_sizes=not head_matches,
-        output_loading_info=True,
-    )
-    missing = list(loading.get("missing_keys", []))
-    body_missing = [k for k in missing if not HEAD_KEYS.search(k)]
-    if body_missing:
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+        if not head_matches:
+            config.num_labels = len(labels)
+        config.id2label = id2label
+        config.label2id = {v: k for k, v in id2label.items()}
+        model, loading = AutoModelForSequenceClassification.from_pretrained(
+            path,
+            config=config,
+            attn_implementation="eager",
+            # Half-precision checkpoints are trained and measured in fp32; autocast does the rest.
+            dtype=torch.float32,
+            use_safetensors=True,
+            trust_remote_code=False,
+            # Mismatched shapes are judged below (a fresh head is fine, a fresh layer is not).
+            ignore_mismatched_sizes=True,
+            output_loading_info=True,
+        )
+    # What the model classes raise on a config they cannot build (an unknown hidden_act is a
+    # KeyError, an out-of-range padding id an AssertionError): the user's file, not a bug here.
+    except (KeyError, ValueError, TypeError, AssertionError, AttributeError) as exc:
         raise ModelError(
-            f"weights for {len(body_missing)} parameters (e.g. {body_missing[0]}) are missing "
-            f"from {path.name!r}: the checkpoint does not match its config.json",
+            f"{path.name!r} cannot be built from its config.json: "
+            f"{type(exc).__name__}: {str(exc)[:300]}",
+            code="model_config_invalid",
+            param="model",
+        ) from exc
+    missing = sorted(loading.get("missing_keys", []))
+    # (name, checkpoint shape, model shape) entries.
+    mismatched = sorted(str(entry[0]) for entry in loading.get("mismatched_keys", []))
+    body = [k for k in missing + mismatched if not HEAD_KEYS.search(k)]
+    if body or (head_matches and mismatched):
+        bad = body or mismatched
+        raise ModelError(
+            f"weights for {len(bad)} parameters (e.g. {bad[0]}) are missing from {path.name!r} "
+            "or have other shapes: the checkpoint does not match its config.json",
             code="model_weights_mismatch",
             param="model",
         )
+    _check_loaded(model, tokenizer, path)
     has_head = head_matches and not any("classifier" in k for k in missing)
     return LoadedModel(model, tokenizer, adapter_for(info.model_type), info, has_head)
+
+
+def _check_loaded(model: PreTrainedModel, tokenizer, path: Path) -> None:
+    """What only the loaded tensors and tokenizer show: every weight finite (a NaN fails the
+    signals' regressions far downstream), and an embedding row for every token id."""
+    for name, parameter in model.named_parameters():
+        if not torch.isfinite(parameter).all():
+            raise ModelError(
+                f"{path.name!r} holds NaN or infinite weights in {name}",
+                code="model_weights_invalid",
+                param="model",
+            )
+    embedding = model.get_input_embeddings()
+    assert isinstance(embedding, torch.nn.Embedding)  # every adapted architecture's is
+    rows = embedding.num_embeddings
+    if len(tokenizer) > rows:
+        raise ModelError(
+            f"the tokenizer of {path.name!r} has {len(tokenizer)} token ids but the model's "
+            f"embedding has {rows} rows: they are not from the same checkpoint",
+            code="model_tokenizer_invalid",
+            param="model",
+        )
 
 
 def pruned_copy(model: PreTrainedModel, adapter: Adapter, kept: list[int]) -> PreTrainedModel:

@@ -135,6 +135,15 @@ async def receive_files(
             await receiver.flush()
         parser.finalize()
         await receiver.flush()
+        if not receiver.ended:
+            # The body stopped before its closing boundary (a proxy or client cut it short at a
+            # request boundary): the last file is a fragment that could pass for a whole one.
+            raise Unprocessable(
+                "the multipart body ends before its closing boundary: the upload is incomplete; "
+                "send it again",
+                code="upload_incomplete",
+                param="files",
+            )
         if not receiver.received.files:
             raise Unprocessable("the upload holds no file", code="invalid_upload", param="files")
         return receiver.received
@@ -166,6 +175,7 @@ class _PartWriter:
         self.check_name = check_name
         self.max_files = max_files
         self.seen = 0
+        self.ended = False  # the closing boundary was read
         self._header_name = b""
         self._header_value = b""
         self._disposition = b""
@@ -182,7 +192,11 @@ class _PartWriter:
             "on_headers_finished": self._on_headers_finished,
             "on_part_data": self._on_part_data,
             "on_part_end": self._on_part_end,
+            "on_end": self._on_end,
         }
+
+    def _on_end(self) -> None:
+        self.ended = True
 
     def _on_part_begin(self) -> None:
         self._disposition = b""
@@ -259,4 +273,4 @@ def inspect_model(folder: Path, files: dict[str, int]) -> ModelInfo:
     Raises:
         ModelError: 422 with its code, naming ``files``.
     """
-    return inspect_model_dir(folder, files, param="files")
+    return inspect_model_dir(folder, files, param="files", name="the upload")

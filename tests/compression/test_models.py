@@ -147,3 +147,71 @@ def test_half_precision_checkpoints_load_in_fp32(tmp_path):
     info = inspect_model_dir(path)
     loaded = load_model(info, info.head_labels or [], head_matches=True)
     assert {p.dtype for p in loaded.model.parameters()} == {torch.float32}
+
+
+def _edited(tmp_path, name, *, config=None, weights=None):
+    """A copy of the tiny classifier with ``config`` keys set and ``weights(tensors)`` applied."""
+    path = make_model_dir(tmp_path / name, num_labels=3)
+    if config:
+        data = json.loads((path / "config.json").read_text())
+        (path / "config.json").write_text(json.dumps({**data, **config}))
+    if weights:
+        tensors = load_file(path / "model.safetensors")
+        weights(tensors)
+        save_file(tensors, path / "model.safetensors", metadata={"format": "pt"})
+    return path
+
+
+def _shrink_layer_1(tensors):
+    name = next(k for k in tensors if k.endswith("layer.1.intermediate.dense.weight"))
+    tensors[name] = tensors[name][:16].clone()
+
+
+@pytest.mark.parametrize(
+    ("config", "weights", "needle"),
+    [
+        ({"num_attention_heads": 3}, None, "hidden_size=32"),
+        ({"pad_token_id": 100_000}, None, "pad_token_id=100000"),
+        ({"num_hidden_layers": "4"}, None, 'num_hidden_layers="4"'),
+        (None, _shrink_layer_1, "every layer"),
+    ],
+)
+def test_configs_and_weights_the_model_class_cannot_build_are_refused_at_inspection(
+    tmp_path, config, weights, needle
+):
+    """Each was accepted, then failed the job at loading with an internal error."""
+    path = _edited(tmp_path, "m", config=config, weights=weights)
+    with pytest.raises(ModelError) as error:
+        inspect_model_dir(path)
+    assert error.value.code in {"model_config_invalid", "model_weights_mismatch"}
+    assert needle in error.value.message
+
+
+def _nan_layer_0(tensors):
+    name = next(k for k in tensors if k.endswith("layer.0.output.dense.weight"))
+    tensors[name][0, 0] = float("nan")
+
+
+def _cut_embedding(tensors):
+    name = next(k for k in tensors if k.endswith("word_embeddings.weight"))
+    tensors[name] = tensors[name][:20].clone()
+
+
+@pytest.mark.parametrize(
+    ("config", "weights", "code", "needle"),
+    [
+        ({"hidden_act": "nope"}, None, "model_config_invalid", "nope"),
+        (None, _nan_layer_0, "model_weights_invalid", "layer.0.output.dense.weight"),
+        ({"vocab_size": 20}, _cut_embedding, "model_tokenizer_invalid", "20 rows"),
+    ],
+)
+def test_what_only_loading_shows_is_a_model_error(tmp_path, config, weights, code, needle):
+    """An unknown activation (KeyError), NaN weights (the regressions failed in sweeping) and a
+    tokenizer with more ids than embedding rows (an IndexError in the baseline) were internal
+    errors."""
+    path = _edited(tmp_path, "m", config=config, weights=weights)
+    info = inspect_model_dir(path)
+    with pytest.raises(ModelError) as error:
+        load_model(info, info.head_labels or [], head_matches=True)
+    assert error.value.code == code
+    assert needle in error.value.message

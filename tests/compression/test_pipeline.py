@@ -349,7 +349,9 @@ def test_an_original_that_scores_zero_gets_no_improvement_factor(
             return_tensors="pt",
         )
         predicted = model(**encoded).logits.argmax(-1).tolist()
-    wrong = [r for r, p in zip(rows, predicted) if model.config.id2label[p] != r["label"]]
+    wrong = [
+        r for r, p in zip(rows, predicted, strict=True) if model.config.id2label[p] != r["label"]
+    ]
     assert len(wrong) >= 10
     test = tmp_path / "wrong.jsonl"
     test.write_text("".join(json.dumps(r) + "\n" for r in wrong))
