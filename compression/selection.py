@@ -53,6 +53,19 @@ class Selection:
         )
 
 
+def max_layers_removed(requested: int | None, num_layers: int) -> int:
+    """How deep the sweep goes: ``options.max_layers_removed``, or all layers but one."""
+    limit = requested or num_layers - 1
+    if limit > num_layers - 1:
+        raise InvalidInputError(
+            f"options.max_layers_removed={limit} but the model has {num_layers} layers; "
+            f"at most {num_layers - 1} can be removed",
+            code="options_out_of_range",
+            param="options.max_layers_removed",
+        )
+    return limit
+
+
 def validate_target(target: Target, num_layers: int, max_removed: int) -> None:
     """Reject a fixed-depth target the sweep cannot reach, before any work is done."""
     if target.layers_to_remove is not None:

@@ -20,7 +20,7 @@ from ..latency import compare_latency
 from ..models import LoadedModel, head_label_order, load_model
 from ..progress import ProgressTracker
 from ..report import DatasetReport, Files, LatencyComparison, ModelReport, ResolvedOptions
-from ..selection import validate_target
+from ..selection import max_layers_removed, validate_target
 from ..spec import CompressionSpec
 from ..training import default_learning_rate
 
@@ -89,7 +89,7 @@ def prepare(spec: CompressionSpec, tracker: ProgressTracker) -> Prepared:
     data, order = _read_data(spec, info)
     if "onnx" in spec.export.formats:
         onnx_export.check_available()
-    max_removed = _max_removed(options.max_layers_removed, info.num_layers)
+    max_removed = max_layers_removed(options.max_layers_removed, info.num_layers)
     validate_target(spec.target, info.num_layers, max_removed)
     loaded = _load(spec, info, data, order, runtime)
     encode = _encoder(spec, loaded, data, tracker)
@@ -143,18 +143,6 @@ def _read_data(spec: CompressionSpec, info: ModelInfo) -> tuple[LabelledData, li
         label_order=order,
     )
     return data, order
-
-
-def _max_removed(requested: int | None, num_layers: int) -> int:
-    limit = requested or num_layers - 1
-    if limit > num_layers - 1:
-        raise InvalidInputError(
-            f"options.max_layers_removed={limit} but the model has {num_layers} layers; "
-            f"at most {num_layers - 1} can be removed",
-            code="options_out_of_range",
-            param="options.max_layers_removed",
-        )
-    return limit
 
 
 def _load(

@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from layerfuse.compression.datasets import check_labels_seen, validate_columns
+from layerfuse.compression.selection import max_layers_removed, validate_target
 
 from ..bodies import json_body
 from ..broker import BrokerUnavailable
@@ -323,17 +324,9 @@ def _check_outbound(url: str, settings: Settings, code: str, param: str) -> None
 
 
 def _validate_depth(body: JobCreate, num_layers: int) -> None:
-    target = body.target
-    if target.layers_to_remove is not None and target.layers_to_remove >= num_layers:
-        raise Unprocessable(
-            f"the model has {num_layers} layers: layers_to_remove must be at most {num_layers - 1}",
-            param="target.layers_to_remove",
-        )
-    if target.keep_layers is not None and target.keep_layers >= num_layers:
-        raise Unprocessable(
-            f"the model has {num_layers} layers: keep_layers must be at most {num_layers - 1}",
-            param="target.keep_layers",
-        )
+    """The library's own depth checks, so that what the worker would refuse is refused now."""
+    max_removed = max_layers_removed(body.options.max_layers_removed, num_layers)
+    validate_target(body.target, num_layers, max_removed)
 
 
 @router.get("", response_model=Page[JobObject], summary="List jobs, newest first")

@@ -135,7 +135,26 @@ def test_create_validates_stores_then_enqueues(client: TestClient, uploaded, que
             "strategies",
         ),
         ({"target": {"layers_to_remove": 1, "keep_layers": 2}}, 422, "invalid_request", "target"),
-        ({"target": {"layers_to_remove": 4}}, 422, "invalid_request", "target.layers_to_remove"),
+        (
+            {"target": {"layers_to_remove": 4}},
+            422,
+            "target_out_of_range",
+            "target.layers_to_remove",
+        ),
+        ({"target": {"keep_layers": 4}}, 422, "target_out_of_range", "target.keep_layers"),
+        # Checked at creation as the worker would (they failed the job in preparing).
+        (
+            {"options": {"max_layers_removed": 256}},
+            422,
+            "options_out_of_range",
+            "options.max_layers_removed",
+        ),
+        (
+            {"target": {"layers_to_remove": 3}, "options": {"max_layers_removed": 2}},
+            422,
+            "target_out_of_range",
+            "target.layers_to_remove",
+        ),
         ({"colour": "red"}, 422, "invalid_request", "colour"),
         ({"export": {"vocabulary": "half"}}, 422, "invalid_request", "export.vocabulary"),
         ({"export": {"int8_tolerance": 1.5}}, 422, "invalid_request", "export.int8_tolerance"),
