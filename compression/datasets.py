@@ -223,8 +223,9 @@ def prepare_data(
 
     Raises:
         DatasetError: ``dataset_too_few_classes``, ``dataset_labels_mismatch`` (a train label
-            is not in ``label_order``) or ``dataset_unseen_labels`` (a validation or test label
-            never occurs in train).
+            is not in ``label_order``), ``dataset_unseen_labels`` (a validation or test label
+            never occurs in train) or ``dataset_too_few_examples`` (no validation can be carved,
+            or train holds one example of every class).
     """
     if not 0.0 < validation_fraction < 1.0:
         raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
@@ -248,6 +249,16 @@ def prepare_data(
     carved = validation is None
     if validation is None:
         train, validation = _carve_validation(train, fraction=validation_fraction, seed=seed)
+    if max(Counter(train.labels).values()) < 2:
+        # The mutual-information signal's estimator leaves out classes of one example; with
+        # nothing left it fails in the sweep, after the baseline's work.
+        raise DatasetError(
+            f"{_describe(train)} has a single example of every class"
+            f"{' once validation is carved from it' if carved else ''}; the signals need two "
+            "examples of some class: add training data",
+            code="dataset_too_few_examples",
+            param="dataset.train",
+        )
     for split in (validation, test):
         if split is not None:
             check_labels_seen(split.labels, train_labels, split=split.name, where=_describe(split))

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from .errors import InvalidInputError
 from .report import RuntimeInfo
 
 
@@ -45,8 +46,20 @@ class Runtime:
 
     @classmethod
     def resolve(cls, device: str = "auto", precision: str = "auto") -> Runtime:
+        """The device and precision to run on.
+
+        Raises:
+            InvalidInputError: ``device_unavailable``: ``cuda`` asked for where there is none.
+        """
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
+        elif device == "cuda" and not torch.cuda.is_available():
+            raise InvalidInputError(
+                "options.device is cuda but this machine has no usable CUDA device (or torch was "
+                "built without CUDA); use device auto or cpu",
+                code="device_unavailable",
+                param="options.device",
+            )
         dev = torch.device(device)
         if precision == "auto":
             bf16 = torch.cuda.is_bf16_supported() if dev.type == "cuda" else cpu_has_bf16()

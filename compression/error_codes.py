@@ -100,8 +100,10 @@ _ENTRIES = (
     ErrorCode("job_time_limit_exceeded", None, "the job ran past the server's time limit"),
     ErrorCode("job_memory_limit_exceeded", None, "the job needed more memory than its budget"),
     ErrorCode("worker_lost", None, "the job's worker died on every attempt"),
-    ErrorCode("device_unavailable", None, "a CUDA job reached a worker without a GPU"),
+    ErrorCode("device_unavailable", None, "a CUDA job reached a machine or worker without a GPU"),
     ErrorCode("cancelled", None, "the job was cancelled (its status, not a failure)"),
+    # The library and command line only (the service chooses its own output folders)
+    ErrorCode("output_invalid", None, "the output folder is a file, or lies below one", "library"),
     # Integrations (result.integrations[].error)
     ErrorCode("mlflow_unavailable", None, "the worker has no `mlflow` extra", "integration"),
     ErrorCode("mlflow_failed", None, "MLflow refused or did not answer", "integration"),

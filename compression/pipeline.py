@@ -21,6 +21,7 @@ from .stages import (
     Recovered,
     Selected,
     Teacher,
+    check_out_dir,
     evaluate_baseline,
     export,
     fine_tune_teacher,
@@ -71,6 +72,7 @@ def compress(
         CompressionCancelled: the cancel token fired.
     """
     out = Path(out_dir)
+    check_out_dir(out)
     checkpoints = Path(checkpoint_dir) if checkpoint_dir else None
     tracker = ProgressTracker(reporter or NullReporter(), cancel or NeverCancel())
     clock = StageClock(tracker)

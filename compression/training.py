@@ -143,9 +143,11 @@ def train(
         optimizer = torch.optim.AdamW(
             model.parameters(), lr=learning_rate, weight_decay=WEIGHT_DECAY, fused=True
         )
+        # max(1, ...): a run of one step is all warm-up, and its decay would divide by zero.
+        decay_steps = max(1, total - warmup)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer,
-            lambda s: (s + 1) / warmup if s < warmup else max(0.0, (total - s) / (total - warmup)),
+            lambda s: (s + 1) / warmup if s < warmup else max(0.0, (total - s) / decay_steps),
         )
         best = validation.evaluate(model, runtime)
         result = TrainResult(0, 0, best, [_row(0, best)])

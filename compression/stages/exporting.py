@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -7,7 +8,7 @@ from pathlib import Path
 from transformers import PreTrainedModel
 
 from .. import artifacts, onnx_export
-from ..errors import LayerfuseError
+from ..errors import InvalidInputError, LayerfuseError
 from ..evaluation import EvalSet, latency_ms, parameter_count, size_mb
 from ..latency import sides
 from ..models import reload_max_abs_diff, save_model
@@ -45,6 +46,23 @@ class Exported:
     formats: dict[str, FormatReport]
 
 
+def check_out_dir(out_dir: Path) -> None:
+    """Refuse, before any work, an output folder that cannot be made: a file, or below one.
+
+    Raises:
+        InvalidInputError: ``output_invalid``.
+    """
+    for folder in (out_dir, *out_dir.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise InvalidInputError(
+                    f"the output folder {str(out_dir)!r} cannot be made: {str(folder)!r} is a file",
+                    code="output_invalid",
+                    param="out",
+                )
+            return
+
+
 def export(
     prepared: Prepared,
     baseline: Baseline,
@@ -53,8 +71,9 @@ def export(
     tracker: ProgressTracker,
     latency: LatencyComparison | None = None,
 ) -> Exported:
-    """Write ``out_dir/model/`` (its vocabulary trimmed when asked; ``onnx/model.onnx`` and
-    ``onnx/model_int8.onnx`` in it when asked) and measure the final model and every format.
+    """Write ``out_dir/model/`` in place of what was there (its vocabulary trimmed when asked;
+    ``onnx/model.onnx`` and ``onnx/model_int8.onnx`` in it when asked) and measure the final
+    model and every format.
 
     With a trimmed vocabulary the untrimmed formats are measured first (on temporary files, for
     the formats table) and the trimmed ones are written.
@@ -65,6 +84,9 @@ def export(
     student = recovered.student
     model_dir = out_dir / MODEL_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
+    # model/ is this run's alone: an earlier run's files left in it (an ONNX export this run did
+    # not ask for) would be listed, and downloaded, as this run's output.
+    shutil.rmtree(model_dir, ignore_errors=True)
     save_model(student, prepared.loaded.tokenizer, model_dir)
     validation, test, metrics = prepared.validation, prepared.test, recovered.metrics
     options = prepared.spec.export

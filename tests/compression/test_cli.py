@@ -16,6 +16,10 @@ FAST = ["--n-calib", "32", "--max-length", "32", "--precision", "fp32", "--disti
 
 
 def test_compress_writes_a_smaller_model(tiny_classifier, synthetic_data, tmp_path, capsys):
+    # An earlier run's export in the same folder: this run asks for no ONNX, so none may remain.
+    stale = tmp_path / "out" / "model" / "onnx" / "model.onnx"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"an earlier run's model")
     code = main(
         [
             "compress",
@@ -43,6 +47,7 @@ def test_compress_writes_a_smaller_model(tiny_classifier, synthetic_data, tmp_pa
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["selection"]["kept_layers"] == sorted(report["selection"]["kept_layers"])
     assert len(report["selection"]["kept_layers"]) == 3
+    assert not stale.parent.exists()
 
 
 def test_compress_trims_the_vocabulary_and_prints_the_formats(
@@ -180,6 +185,31 @@ def test_bad_arguments_exit_2(tiny_classifier, synthetic_data, tmp_path, capsys)
             ]
         )
     assert exit_info.value.code == 2
+
+
+def test_an_output_folder_that_cannot_be_made_exits_2_before_any_work(
+    tiny_classifier, synthetic_data, tmp_path, capsys
+):
+    """It was found at export, after the whole run, as a FileExistsError traceback."""
+    (tmp_path / "afile").write_text("hi")
+    for out in (tmp_path / "afile", tmp_path / "afile" / "sub"):
+        args = ["--model", str(tiny_classifier), "--train", str(synthetic_data["train"])]
+        code = main(["compress", *args, "--out", str(out), *FAST])
+        assert code == 2
+        err = capsys.readouterr().err
+        assert "output_invalid" in err and "is a file" in err
+        assert "Traceback" not in err and "preparing" not in err
+
+
+def test_cuda_without_a_cuda_device_exits_2(tiny_classifier, synthetic_data, tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the device is available")
+    args = ["--model", str(tiny_classifier), "--train", str(synthetic_data["train"])]
+    code = main(["compress", *args, "--device", "cuda", "--out", str(tmp_path / "o"), *FAST])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "device_unavailable" in err and "options.device" in err and "Traceback" not in err
 
 
 @pytest.mark.slow

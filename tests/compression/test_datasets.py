@@ -448,6 +448,21 @@ def test_carve_keeps_singleton_classes_in_train() -> None:
     assert Counter(data.validation.labels) == {"a": 6, "b": 6}
 
 
+def test_train_with_one_example_of_every_class_is_refused() -> None:
+    """It crashed in the sweep (the MI estimator drops one-example classes), after the baseline."""
+    validation = split(["a", "b", "c"], name="validation")
+    err = raises(
+        "dataset_too_few_examples", prepare_data, split(["a", "b", "c"]), validation, None, seed=0
+    )
+    assert err.param == "dataset.train" and "single example of every class" in err.message
+    # Carving validation from 4 rows leaves one of each: refused too, saying why.
+    err = raises(
+        "dataset_too_few_examples", prepare_data, split(["a", "a", "b", "c"]), None, None, seed=0
+    )
+    assert "once validation is carved" in err.message
+    assert prepare_data(split(["a", "a", "b"]), split(["b"], name="validation"), None, seed=0)
+
+
 def test_given_validation_is_used_as_is() -> None:
     train, validation = split(["a", "b"] * 4), split(["b", "a"], name="validation")
     data = prepare_data(train, validation, None, seed=0)

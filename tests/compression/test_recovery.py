@@ -290,3 +290,15 @@ def test_training_ends_when_its_caller_says_so_and_is_not_asked_after_the_last_e
     assert (full.epochs_run, full.stopped_by) == (2, "max-epochs") and asked == [1]
     assert full.best_by_epoch() == sorted(full.best_by_epoch())
     assert len(full.best_by_epoch()) == 3  # the starting weights and both epochs
+
+
+def test_a_run_of_a_single_step_trains(tiny_classifier):
+    """At most one batch of data for one epoch: the whole run is warm-up, and the decay's
+    (total - s) / (total - warmup) divided by zero."""
+    model, tokenizer, _ = load_eager(tiny_classifier)
+    validation = EvalSet(encoded_rows(tokenizer, n=24, seed=5), 64)
+    data = encoded_rows(tokenizer, n=8)
+    result = train(
+        model, data, validation, FP32, epochs=1, learning_rate=5e-2, batch_size=32, seed=0
+    )
+    assert result.epochs_run == 1 and len(result.history) == 2
