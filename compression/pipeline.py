@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .checkpoints import claim as claim_checkpoints
 from .latency import sides
 from .progress import CancelToken, NeverCancel, NullReporter, ProgressTracker, Reporter, StageClock
 from .report import BaselineReport, LatencyComparison, Report, SweepStats
@@ -65,7 +66,8 @@ def compress(
         reporter: receives stages, progress and events (default: ignored).
         cancel: polled between batches; when it fires the run raises ``CompressionCancelled``.
         checkpoint_dir: where the fine-tuned teacher and the sweep's caches are kept, so a run
-            restarted with the same spec and directory resumes instead of starting over.
+            restarted with the same spec and directory resumes instead of starting over; a run
+            of other inputs (spec or files) clears them first (:mod:`.checkpoints`).
 
     Raises:
         InvalidInputError: the model, the data or the spec cannot be used (``.code``, ``.param``).
@@ -75,6 +77,8 @@ def compress(
     check_out_dir(out)
     checkpoints = Path(checkpoint_dir) if checkpoint_dir else None
     tracker = ProgressTracker(reporter or NullReporter(), cancel or NeverCancel())
+    if checkpoints is not None:
+        claim_checkpoints(checkpoints, spec, tracker)
     clock = StageClock(tracker)
     with clock.stage("preparing"):
         prepared = prepare(spec, tracker)

@@ -12,12 +12,11 @@ from pathlib import Path
 import safetensors.torch
 from transformers import PreTrainedModel
 
+from ..checkpoints import TEACHER_CHECKPOINT
 from ..progress import ProgressTracker
 from ..report import TeacherReport
 from ..training import TrainResult, epoch_events, train
 from .preparing import Prepared
-
-TEACHER_CHECKPOINT = "teacher.safetensors"
 
 
 @dataclass(frozen=True)

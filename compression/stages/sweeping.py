@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..catalogue import FUSION_IDS
+from ..checkpoints import SWEEP_CHECKPOINT
 from ..progress import ProgressTracker
 from ..report import ProbePoint, SignalRow
 from ..strategies import EMPTY, Strategy
@@ -13,8 +14,6 @@ from ..sweep import Step, Sweep, Trajectory
 from .evaluating_baseline import Baseline
 from .fine_tuning_teacher import Teacher
 from .preparing import Prepared
-
-SWEEP_CHECKPOINT = "sweep.json"
 
 
 @dataclass(frozen=True)

@@ -264,6 +264,26 @@ def test_checkpointed_sweep_resumes_without_measuring_again(
     assert second.report.strategies == first.report.strategies
 
 
+def test_a_checkpoint_of_other_inputs_is_not_resumed(tiny_classifier, synthetic_data, tmp_path):
+    """Another validation file in the same directory took the first run's curves as its own."""
+    spec = two_strategy_spec(tiny_classifier, synthetic_data, "weight-magnitude")
+    compress(spec, tmp_path / "a", checkpoint_dir=tmp_path / "ckpt")
+    other = two_strategy_spec(
+        tiny_classifier,
+        {**synthetic_data, "validation": synthetic_data["test"]},
+        "weight-magnitude",
+    )
+    recorder = Recorder()
+    second = compress(other, tmp_path / "b", reporter=recorder, checkpoint_dir=tmp_path / "ckpt")
+    assert second.report.sweep.measurements > 0
+    assert any("other inputs" in message for _, message, _ in recorder.events)
+    fresh = compress(other, tmp_path / "c")
+    assert second.report.strategies == fresh.report.strategies
+    # And the directory is now the second run's: the same inputs resume again.
+    third = compress(other, tmp_path / "d", checkpoint_dir=tmp_path / "ckpt")
+    assert third.report.sweep.measurements == 0
+
+
 def test_distillation_uses_cached_teacher_logits(
     tiny_classifier, synthetic_data, tmp_path, monkeypatch
 ):

@@ -250,13 +250,6 @@ def test_a_lone_surrogate_in_a_job_body_is_422_and_stores_nothing(
     assert client.get(f"/v1/jobs/{created.json()['id']}").json()["metadata"] == {"t": "\U0001f600"}
 
 
-def test_a_body_that_is_not_json_is_400(client: TestClient) -> None:
-    response = client.post(
-        "/v1/jobs", content=b"{not json", headers={"Content-Type": "application/json"}
-    )
-    assert_problem(response, 400, "bad_request")
-
-
 @pytest.mark.parametrize(
     ("columns", "param"),
     [
