@@ -28,7 +28,7 @@ import json
 import math
 import random
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,9 +62,13 @@ class TableInfo:
 
 @dataclass(frozen=True)
 class SplitInfo(TableInfo):
-    """A split checked against a job's columns: the table, and the labels it holds."""
+    """A split checked against a job's columns: the table, and how many rows hold each label."""
 
-    labels: frozenset[str]
+    label_counts: dict[str, int]
+
+    @property
+    def labels(self) -> frozenset[str]:
+        return frozenset(self.label_counts)
 
 
 @dataclass(frozen=True)
@@ -201,7 +205,7 @@ def validate_columns(
     )
     if require_two_classes:
         _require_two_classes(data, label_column=label_column)
-    return SplitInfo(info.format, info.rows, info.columns, frozenset(data.labels))
+    return SplitInfo(info.format, info.rows, info.columns, dict(Counter(data.labels)))
 
 
 def prepare_data(
@@ -247,24 +251,48 @@ def prepare_data(
         labels = sort_labels(train_labels)
 
     carved = validation is None
+    check_train_size(
+        Counter(train.labels), carve=carved, fraction=validation_fraction, where=_describe(train)
+    )
     if validation is None:
         train, validation = _carve_validation(train, fraction=validation_fraction, seed=seed)
-    if max(Counter(train.labels).values()) < 2:
-        # The mutual-information signal's estimator leaves out classes of one example; with
-        # nothing left it fails in the sweep, after the baseline's work.
-        raise DatasetError(
-            f"{_describe(train)} has a single example of every class"
-            f"{' once validation is carved from it' if carved else ''}; the signals need two "
-            "examples of some class: add training data",
-            code="dataset_too_few_examples",
-            param="dataset.train",
-        )
     for split in (validation, test):
         if split is not None:
             check_labels_seen(split.labels, train_labels, split=split.name, where=_describe(split))
     return LabelledData(
         labels=labels, train=train, validation=validation, test=test, validation_carved=carved
     )
+
+
+def check_train_size(
+    counts: Mapping[str, int], *, carve: bool, fraction: float, where: str = "the train split"
+) -> None:
+    """Train (``counts`` per label) is large enough: validation can be carved from it when
+    ``carve``, and some class keeps two examples (the mutual-information signal's estimator
+    leaves out classes of one; with none left it failed in the sweep, after the baseline).
+
+    Raises:
+        DatasetError: ``dataset_too_few_examples``.
+    """
+    remaining = dict(counts)
+    if carve:
+        taken = _carve_sizes(counts, fraction)
+        if not any(taken.values()):
+            raise DatasetError(
+                f"{where} is too small to carve a validation split from (every class has a "
+                "single example); upload a validation split or more training data",
+                code="dataset_too_few_examples",
+                param="dataset.validation",
+            )
+        remaining = {label: n - taken[label] for label, n in counts.items()}
+    if max(remaining.values()) < 2:
+        raise DatasetError(
+            f"{where} has a single example of every class"
+            f"{' once validation is carved from it' if carve else ''}; the signals need two "
+            "examples of some class: add training data",
+            code="dataset_too_few_examples",
+            param="dataset.train",
+        )
 
 
 def check_labels_seen(
@@ -668,28 +696,26 @@ def _carve_validation(
     by_class: dict[str, list[int]] = {}
     for i, label in enumerate(train.labels):
         by_class.setdefault(label, []).append(i)
+    taken = _carve_sizes({label: len(members) for label, members in by_class.items()}, fraction)
     chosen: list[int] = []
     for label in sort_labels(by_class):
-        members = by_class[label]
-        take = min(round(fraction * len(members)), len(members) - 1)
-        if take > 0:
-            chosen.extend(rng.sample(members, take))
-    if not chosen:
-        # Tiny data: still give validation one example, from the largest class.
-        largest = max(sort_labels(by_class), key=lambda label: len(by_class[label]))
-        if len(by_class[largest]) > 1:
-            chosen.append(rng.choice(by_class[largest]))
-    if not chosen:
-        raise DatasetError(
-            f"{_describe(train)} is too small to carve a validation split from (every class has "
-            "a single example); upload a validation split or more training data",
-            code="dataset_too_few_examples",
-            param="dataset.validation",
-        )
+        if taken[label]:
+            chosen.extend(rng.sample(by_class[label], taken[label]))
     held_out = set(chosen)
     keep = [i for i in range(len(train)) if i not in held_out]
     val = sorted(held_out)
     return _subset(train, keep, name="train"), _subset(train, val, name="validation")
+
+
+def _carve_sizes(counts: Mapping[str, int], fraction: float) -> dict[str, int]:
+    """How many examples of each class carving moves to validation: a stratified ``fraction``,
+    every class keeping one in train; on tiny data one, from the largest class; else none."""
+    taken = {label: min(round(fraction * n), n - 1) for label, n in counts.items()}
+    if not any(taken.values()):
+        largest = max(sort_labels(counts), key=lambda label: counts[label])
+        if counts[largest] > 1:
+            taken[largest] = 1
+    return taken
 
 
 def _subset(split: TextSplit, indices: list[int], *, name: str) -> TextSplit:

@@ -14,7 +14,12 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from layerfuse.compression.datasets import check_labels_seen, validate_columns
+from layerfuse.compression.datasets import (
+    SplitInfo,
+    check_labels_seen,
+    check_train_size,
+    validate_columns,
+)
 from layerfuse.compression.selection import max_layers_removed, validate_target
 
 from ..bodies import json_body
@@ -199,7 +204,7 @@ def _validate_references(
                 code="dataset_not_found",
                 param=f"dataset.{split}",
             )
-        labels = _validate_split(
+        info = _validate_split(
             str(storage.dataset_dir(tenant, row.id) / row.stored_name),
             split,
             columns.text_column,
@@ -208,9 +213,15 @@ def _validate_references(
             settings.max_dataset_rows,
         )
         if split == "train":
-            train_labels = labels
+            train_labels = info.labels
+            check_train_size(
+                info.label_counts,
+                carve=columns.validation is None,
+                fraction=body.options.validation_fraction,
+                where=f"dataset {dataset_id}",
+            )
         else:
-            check_labels_seen(labels, train_labels, split=split, where=f"dataset {dataset_id}")
+            check_labels_seen(info.labels, train_labels, split=split, where=f"dataset {dataset_id}")
 
 
 @functools.lru_cache(maxsize=256)
@@ -221,10 +232,10 @@ def _validate_split(
     text_pair_column: str | None,
     label_column: str,
     max_rows: int,
-) -> frozenset[str]:
-    """Check a split against the columns and return its labels; remembered, as an upload's file
-    never changes (its path holds its id). Failures raise and are not remembered."""
-    info = validate_columns(
+) -> SplitInfo:
+    """Check a split against the columns and return what it holds; remembered, as an upload's
+    file never changes (its path holds its id). Failures raise and are not remembered."""
+    return validate_columns(
         Path(path),
         split=split,
         text_column=text_column,
@@ -233,7 +244,6 @@ def _validate_split(
         require_two_classes=split == "train",
         max_rows=max_rows,
     )
-    return info.labels
 
 
 def _validate_model(

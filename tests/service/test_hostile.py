@@ -313,6 +313,24 @@ def test_unseen_test_labels_are_refused_at_creation(
     assert client.get("/v1/jobs").json()["data"] == []
 
 
+@pytest.mark.parametrize(
+    ("labels", "param"),
+    [(["a", "b", "c"], "dataset.validation"), (["a", "a", "b", "c"], "dataset.train")],
+)
+def test_train_too_small_for_the_run_is_refused_at_creation(
+    client: TestClient, ids: tuple[str, str], tmp_path: Path, labels: list[str], param: str
+) -> None:
+    """No validation can be carved from one example per class, and carving one from four rows
+    leaves one per class: both failed the job in preparing instead."""
+    model, _ = ids
+    rows = [{"text": f"text number {i}", "label": label} for i, label in enumerate(labels)]
+    train = upload_dataset(client, write_jsonl(tmp_path / "train.jsonl", rows)).json()["id"]
+    body = job_body(model, train)
+    response = client.post("/v1/jobs", json=body)
+    assert_problem(response, 422, "dataset_too_few_examples", param)
+    assert client.get("/v1/jobs").json()["data"] == []
+
+
 # --- Methods ---------------------------------------------------------------------------------
 
 
