@@ -11,6 +11,7 @@ from typing import Any
 
 from .checkpoints import claim as claim_checkpoints
 from .latency import sides
+from .outputs import check_out_dir
 from .progress import CancelToken, NeverCancel, NullReporter, ProgressTracker, Reporter, StageClock
 from .report import BaselineReport, LatencyComparison, Report, SweepStats
 from .spec import CompressionSpec
@@ -22,7 +23,6 @@ from .stages import (
     Recovered,
     Selected,
     Teacher,
-    check_out_dir,
     evaluate_baseline,
     export,
     fine_tune_teacher,

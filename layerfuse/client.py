@@ -47,7 +47,9 @@ import hashlib
 import hmac
 import json
 import os
+import shutil
 import time
+import urllib.parse
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -379,7 +381,9 @@ def verify_webhook(
     expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
     for signature in signatures:
         version, _, value = signature.partition(",")
-        if version == "v1" and hmac.compare_digest(value, expected):
+        # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError anyone
+        # could provoke with a forged header).
+        if version == "v1" and hmac.compare_digest(value.encode(), expected.encode()):
             payload: dict[str, Any] = json.loads(body)
             return payload
     raise WebhookVerificationError("no matching v1 signature")
@@ -461,7 +465,7 @@ class Client:
         return result
 
     def get_model(self, model_id: str) -> Model:
-        result: Model = self._json("GET", f"/v1/models/{model_id}", idempotent=True)
+        result: Model = self._json("GET", f"/v1/models/{_segment(model_id)}", idempotent=True)
         return result
 
     def list_models(self, *, limit: int = 20, after: str | None = None) -> Page[Model]:
@@ -470,7 +474,7 @@ class Client:
         return result
 
     def delete_model(self, model_id: str) -> None:
-        self._send("DELETE", f"/v1/models/{model_id}", idempotent=True)
+        self._send("DELETE", f"/v1/models/{_segment(model_id)}", idempotent=True)
 
     def upload_dataset(self, path: Path) -> Dataset:
         """``POST /v1/datasets``: one JSONL, CSV, TSV or Parquet file."""
@@ -482,7 +486,7 @@ class Client:
         return result
 
     def get_dataset(self, dataset_id: str) -> Dataset:
-        result: Dataset = self._json("GET", f"/v1/datasets/{dataset_id}", idempotent=True)
+        result: Dataset = self._json("GET", f"/v1/datasets/{_segment(dataset_id)}", idempotent=True)
         return result
 
     def list_datasets(self, *, limit: int = 20, after: str | None = None) -> Page[Dataset]:
@@ -491,7 +495,7 @@ class Client:
         return result
 
     def delete_dataset(self, dataset_id: str) -> None:
-        self._send("DELETE", f"/v1/datasets/{dataset_id}", idempotent=True)
+        self._send("DELETE", f"/v1/datasets/{_segment(dataset_id)}", idempotent=True)
 
     # -- jobs -----------------------------------------------------------------------------------
 
@@ -512,11 +516,11 @@ class Client:
         return result
 
     def get_job(self, job_id: str) -> Job:
-        result: Job = self._json("GET", f"/v1/jobs/{job_id}", idempotent=True)
+        result: Job = self._json("GET", f"/v1/jobs/{_segment(job_id)}", idempotent=True)
         return result
 
     def cancel_job(self, job_id: str) -> Job:
-        result: Job = self._json("POST", f"/v1/jobs/{job_id}/cancel", idempotent=True)
+        result: Job = self._json("POST", f"/v1/jobs/{_segment(job_id)}/cancel", idempotent=True)
         return result
 
     def wait(self, job_id: str) -> Job:
@@ -532,7 +536,7 @@ class Client:
     ) -> Page[Event]:
         params = _params(limit=limit, after=after)
         result: Page[Event] = self._json(
-            "GET", f"/v1/jobs/{job_id}/events", params=params, idempotent=True
+            "GET", f"/v1/jobs/{_segment(job_id)}/events", params=params, idempotent=True
         )
         return result
 
@@ -550,7 +554,7 @@ class Client:
         """The job's events after ``after`` (from the first when None), live, until its terminal
         status event. A dropped stream is resumed with ``Last-Event-ID``; after ``max_retries``
         failed reconnections in a row (an event received resets the count), the last error."""
-        path = f"/v1/jobs/{job_id}/events/stream"
+        path = f"/v1/jobs/{_segment(job_id)}/events/stream"
         failures = 0
         while True:
             headers = {**self._auth, **({"Last-Event-ID": after} if after else {})}
@@ -582,29 +586,35 @@ class Client:
 
     def get_report(self, job_id: str) -> dict[str, Any]:
         """``GET /v1/jobs/{id}/report``: the job's report.json."""
-        result: dict[str, Any] = self._json("GET", f"/v1/jobs/{job_id}/report", idempotent=True)
+        result: dict[str, Any] = self._json(
+            "GET", f"/v1/jobs/{_segment(job_id)}/report", idempotent=True
+        )
         return result
 
     def list_artifacts(self, job_id: str) -> list[Artifact]:
-        body = self._json("GET", f"/v1/jobs/{job_id}/artifacts", idempotent=True)
+        body = self._json("GET", f"/v1/jobs/{_segment(job_id)}/artifacts", idempotent=True)
         result: list[Artifact] = body["data"]
         return result
 
     def read_artifact(self, job_id: str, name: str) -> bytes:
         """One artifact's bytes (for the small ones; :meth:`download_artifact` streams)."""
-        return self._send("GET", f"/v1/jobs/{job_id}/artifacts/{name}", idempotent=True).content
+        return self._send(
+            "GET", f"/v1/jobs/{_segment(job_id)}/artifacts/{name}", idempotent=True
+        ).content
 
-    def download_artifact(self, job_id: str, name: str, destination: Path) -> Path:
+    def download_artifact(
+        self, job_id: str, name: str, destination: Path, *, sha256: str | None = None
+    ) -> Path:
         """Stream one artifact to ``destination`` (written to a temporary name, checked against
-        the sha256 the server sends, then renamed). A broken transfer starts again, within the
-        request's retries.
+        ``sha256``, from the artifact list, or else the one the server sends, then renamed). A
+        broken transfer starts again, within the request's retries.
 
         Raises:
-            ArtifactIntegrityError: the bytes do not match the server's sha256.
+            ArtifactIntegrityError: the bytes do not match the sha256.
         """
         destination.parent.mkdir(parents=True, exist_ok=True)
         partial = destination.with_name(f".{destination.name}.part")
-        path = f"/v1/jobs/{job_id}/artifacts/{name}"
+        path = f"/v1/jobs/{_segment(job_id)}/artifacts/{name}"
 
         def transfer() -> str | None:
             with self.http.stream("GET", path, headers=self._auth) as response:
@@ -615,7 +625,10 @@ class Client:
                 return response.headers.get("X-Content-SHA256")
 
         try:
-            expected = self._retrying(transfer, idempotent=True, what=f"downloading {name}")
+            sent = self._retrying(transfer, idempotent=True, what=f"downloading {name}")
+            # The list's digest when known: a proxy that drops the header (or the body) must not
+            # turn the check off.
+            expected = sha256 or sent
         except BaseException:
             partial.unlink(missing_ok=True)
             raise
@@ -636,7 +649,10 @@ class Client:
         files written."""
         out.mkdir(parents=True, exist_ok=True)
         listed = self.list_artifacts(job_id)
-        archive = self.download_artifact(job_id, MODEL_ARCHIVE, out / f".{MODEL_ARCHIVE}")
+        digests = {artifact["name"]: artifact["sha256"] for artifact in listed}
+        archive = self.download_artifact(
+            job_id, MODEL_ARCHIVE, out / f".{MODEL_ARCHIVE}", sha256=digests.get(MODEL_ARCHIVE)
+        )
         try:
             written = _extract_model(archive, out)
         finally:
@@ -645,7 +661,9 @@ class Client:
             name = artifact["name"]
             if "/" in name or name == MODEL_ARCHIVE:
                 continue  # model/<file> came in the archive
-            written.append(self.download_artifact(job_id, name, out / name))
+            written.append(
+                self.download_artifact(job_id, name, out / name, sha256=artifact["sha256"])
+            )
         return written
 
     def list_webhook_deliveries(
@@ -654,7 +672,7 @@ class Client:
         """``GET /v1/jobs/{id}/webhook_deliveries``: each message and its attempts."""
         params = _params(limit=limit, after=after)
         result: Page[WebhookDelivery] = self._json(
-            "GET", f"/v1/jobs/{job_id}/webhook_deliveries", params=params, idempotent=True
+            "GET", f"/v1/jobs/{_segment(job_id)}/webhook_deliveries", params=params, idempotent=True
         )
         return result
 
@@ -738,6 +756,9 @@ def _extract_model(archive: Path, out: Path) -> list[Path]:
     """``model/<file>`` and ``model/onnx/<file>`` entries of ``archive`` into ``out/model/``, and
     nothing else: never a path outside it (no ``..``, no absolute names, no other subfolders)."""
     target = (out / "model").resolve()
+    # This job's model alone: an earlier download's files (another job's ONNX) would sit beside
+    # it as if they were this job's, as ``layerfuse compress`` replaces model/ too.
+    shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True, exist_ok=True)
     written = []
     with zipfile.ZipFile(archive) as zf:
@@ -754,6 +775,14 @@ def _extract_model(archive: Path, out: Path) -> list[Path]:
                     dst.write(block)
             written.append(destination)
     return written
+
+
+def _segment(value: str) -> str:
+    """An id as one path segment: escaped, so ``x/../y`` or ``?limit=1`` cannot address another
+    route, and never empty (``/v1/jobs/`` is the list, not a job)."""
+    if not value:
+        raise ValueError("an id must not be empty")
+    return urllib.parse.quote(value, safe="")
 
 
 def _params(**values: Any) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from .distilling import Recovered, recover
 from .evaluating_baseline import Baseline, evaluate_baseline
-from .exporting import Exported, check_out_dir, export, write_outputs
+from .exporting import Exported, export, write_outputs
 from .fine_tuning_teacher import Teacher, fine_tune_teacher, keep_teacher
 from .fusing import Fused, fuse
 from .preparing import Prepared, prepare
@@ -41,7 +41,6 @@ __all__ = [
     "Selected",
     "Swept",
     "Teacher",
-    "check_out_dir",
     "evaluate_baseline",
     "export",
     "fine_tune_teacher",

@@ -8,7 +8,7 @@ from pathlib import Path
 from transformers import PreTrainedModel
 
 from .. import artifacts, onnx_export
-from ..errors import InvalidInputError, LayerfuseError
+from ..errors import LayerfuseError
 from ..evaluation import EvalSet, latency_ms, parameter_count, size_mb
 from ..latency import sides
 from ..models import reload_max_abs_diff, save_model
@@ -44,23 +44,6 @@ class Exported:
     final: FinalReport
     export: ExportReport
     formats: dict[str, FormatReport]
-
-
-def check_out_dir(out_dir: Path) -> None:
-    """Refuse, before any work, an output folder that cannot be made: a file, or below one.
-
-    Raises:
-        InvalidInputError: ``output_invalid``.
-    """
-    for folder in (out_dir, *out_dir.parents):
-        if folder.exists():
-            if not folder.is_dir():
-                raise InvalidInputError(
-                    f"the output folder {str(out_dir)!r} cannot be made: {str(folder)!r} is a file",
-                    code="output_invalid",
-                    param="out",
-                )
-            return
 
 
 def export(

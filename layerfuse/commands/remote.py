@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -62,12 +63,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     submit.set_defaults(run=run_submit)
 
     status = subparsers.add_parser("status", help="show a job")
-    status.add_argument("job_id", metavar="JOB")
+    status.add_argument("job_id", metavar="JOB", type=_job_id)
     _client_arguments(status)
     status.set_defaults(run=run_status)
 
     cancel = subparsers.add_parser("cancel", help="cancel a job")
-    cancel.add_argument("job_id", metavar="JOB")
+    cancel.add_argument("job_id", metavar="JOB", type=_job_id)
     _client_arguments(cancel)
     cancel.set_defaults(run=run_cancel)
 
@@ -81,7 +82,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     events = subparsers.add_parser(
         "events", help="print a job's events, following them until the job ends"
     )
-    events.add_argument("job_id", metavar="JOB")
+    events.add_argument("job_id", metavar="JOB", type=_job_id)
     events.add_argument("--after", metavar="EVENT", help="start after this event id")
     events.add_argument(
         "--no-follow", action="store_true", help="print the events so far and return"
@@ -92,10 +93,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     download = subparsers.add_parser(
         "download", help="download a succeeded job's model, report, model card and plots"
     )
-    download.add_argument("job_id", metavar="JOB")
+    download.add_argument("job_id", metavar="JOB", type=_job_id)
     download.add_argument("--out", type=Path, help="output directory (default: ./JOB)")
     _client_arguments(download)
     download.set_defaults(run=run_download)
+
+
+def _job_id(value: str) -> str:
+    """A JOB argument: a job id (``job_...``), never empty (an unset ``$JOB``) or a path."""
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,100}", value):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a job id (job_... as `layerfuse submit` and `jobs` print them)"
+        )
+    return value
 
 
 def _client_arguments(parser: argparse.ArgumentParser, json_help: str | None = None) -> None:
@@ -174,7 +184,7 @@ def run_status(args: argparse.Namespace) -> int:
             print_json(job)
         else:
             print(describe(job))
-        return EXIT_FAILED if job["status"] == "failed" else EXIT_OK
+        return _job_exit(job)
 
     return _guarded(args, body)
 
@@ -270,7 +280,23 @@ def _event_line(event: Event) -> str:
     return f"{at}{level}{stage} {event['type']}: {event['message']}"
 
 
+def _unusable_out(out: Path) -> bool:
+    """Say so and return True when ``out`` cannot be made or written (before any transfer)."""
+    from layerfuse.compression.errors import InvalidInputError
+    from layerfuse.compression.outputs import check_out_dir
+
+    try:
+        check_out_dir(out)
+    except InvalidInputError as exc:
+        print(f"error (--out): {exc.message}", file=sys.stderr)
+        return True
+    return False
+
+
 def run_download(args: argparse.Namespace) -> int:
+    if _unusable_out(args.out or Path(args.job_id)):
+        return EXIT_BAD_INPUT
+
     def body(client: Client) -> int:
         job = client.get_job(args.job_id)
         if job["status"] != "succeeded":
@@ -296,6 +322,8 @@ def run_submit(args: argparse.Namespace) -> int:
 
     if not args.model.is_dir():
         print(f"error: --model {args.model} is not a directory", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if _unusable_out(args.out):  # found only after the whole job had run
         return EXIT_BAD_INPUT
     uploads, skipped = model_files(args.model)
     if skipped:

@@ -225,3 +225,30 @@ def test_a_worker_refuses_a_device_it_cannot_serve(
     )
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
+
+
+def test_download_and_submit_refuse_an_unusable_out_before_any_request(
+    tmp_path: Path, capsys
+) -> None:
+    """Found after the whole job had run, as a FileExistsError traceback."""
+    from layerfuse.cli import main
+
+    (tmp_path / "afile").write_text("hi")
+    (tmp_path / "model").mkdir()
+    (tmp_path / "train.jsonl").write_text('{"text": "a", "label": "x"}\n')
+    url = ["--url", "http://127.0.0.1:9"]  # nothing listens: any request would fail as exit 1
+    for out in (tmp_path / "afile", tmp_path / "afile" / "sub"):
+        assert main(["download", "job_x", "--out", str(out), *url]) == 2
+        assert "error (--out)" in capsys.readouterr().err
+        submit = [
+            "submit",
+            "--model",
+            str(tmp_path / "model"),
+            "--train",
+            str(tmp_path / "train.jsonl"),
+        ]
+        assert main([*submit, "--out", str(out), *url]) == 2
+        assert "is a file" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["status", "", *url])
+    assert exit_info.value.code == 2

@@ -115,7 +115,11 @@ def test_every_route_through_the_client(
     with zipfile.ZipFile(archive) as zf:
         assert {"model/model.safetensors", onnx} <= set(zf.namelist())
     assert lf.read_artifact(job["id"], onnx) == b"onnx"
+    stale = tmp_path / "outputs" / "model" / "another-jobs-file.onnx"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"an earlier download")
     written = lf.download_outputs(job["id"], tmp_path / "outputs")
+    assert not stale.exists()  # model/ is this job's alone
     assert (tmp_path / "outputs" / onnx).read_bytes() == b"onnx"
     assert sorted(p.relative_to(tmp_path / "outputs").as_posix() for p in written) == sorted(
         name for name in artifacts if name != "model.zip"
@@ -286,6 +290,25 @@ def test_a_download_that_does_not_match_its_sha256_is_discarded(tmp_path: Path) 
     with pytest.raises(ArtifactIntegrityError):
         client.download_artifact("job_1", "model.onnx", tmp_path / "model.onnx")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_download_is_checked_against_the_listed_sha256_without_the_header(
+    tmp_path: Path,
+) -> None:
+    """A proxy that dropped the header turned the check off: a corrupt file was kept."""
+    client, _, _ = scripted([answer(200, b"tampered")])
+    with pytest.raises(ArtifactIntegrityError):
+        client.download_artifact("job_1", "report.json", tmp_path / "r.json", sha256="0" * 64)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ids_are_one_escaped_path_segment() -> None:
+    client, requests, _ = scripted([answer(404, PROBLEM)])
+    with pytest.raises(NotFoundError):
+        client.get_job("x/../job_1")
+    assert requests[0].url.raw_path == b"/v1/jobs/x%2F..%2Fjob_1"
+    with pytest.raises(ValueError, match="empty"):
+        client.cancel_job("")
 
 
 def test_the_public_api_is_pinned() -> None:

@@ -121,6 +121,10 @@ def test_signatures_follow_the_standard_webhooks_test_vector() -> None:
         verify_webhook(secret, headers, body.replace(b"2", b"3"), now=1614265330)
     with pytest.raises(WebhookVerificationError, match="timestamp"):
         verify_webhook(secret, headers, body, now=1614265330 + 3600)
+    # Anyone can send a non-ASCII signature: a refusal, not a TypeError from compare_digest.
+    forged = {**headers, "Webhook-Signature": "v1,\u00e9"}
+    with pytest.raises(WebhookVerificationError, match="signature"):
+        verify_webhook(secret, forged, body, now=1614265330)
 
 
 def test_webhook_secrets_are_per_tenant_and_never_weak(tmp_path: Path) -> None:
