@@ -77,7 +77,8 @@ class TextSplit:
 
     ``labels`` are always strings: integers and booleans in the file become their ``str``
     (``0`` -> ``"0"``), so a label reads the same whichever format it came from.
-    ``source`` is the base name of the file it was read from (``None`` when built in memory).
+    ``source`` is the base name of the file it was read from (``None`` when built in memory),
+    ``columns`` the file's column names (all of them, used or not).
     """
 
     texts: list[str]
@@ -85,6 +86,7 @@ class TextSplit:
     labels: list[str]
     name: str
     source: str | None = None
+    columns: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -363,7 +365,14 @@ def _read_split(
     texts = _texts(table, text_column, "text_column")
     pairs = _texts(table, text_pair_column, "text_pair_column") if text_pair_column else None
     labels = _labels(table, label_column)
-    split = TextSplit(texts=texts, text_pairs=pairs, labels=labels, name=name, source=table.file)
+    split = TextSplit(
+        texts=texts,
+        text_pairs=pairs,
+        labels=labels,
+        name=name,
+        source=table.file,
+        columns=tuple(table.names),
+    )
     return split, TableInfo(format=table.format, rows=table.rows, columns=table.names)
 
 
@@ -725,6 +734,7 @@ def _subset(split: TextSplit, indices: list[int], *, name: str) -> TextSplit:
         labels=[split.labels[i] for i in indices],
         name=name,
         source=split.source,
+        columns=split.columns,
     )
 
 

@@ -167,6 +167,8 @@ def _guarded(args: argparse.Namespace, body: Callable[[Client], int]) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
+        # The follow phase says what it stopped; this is a transfer cut short (a download).
+        print("interrupted: files being written may be incomplete; run it again", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 

@@ -94,7 +94,10 @@ def test_int8_is_written_measured_and_flagged_beyond_its_tolerance(
     assert int8["within_tolerance"] is (loss <= tolerance)
     ratio = 100 * int8["test_accuracy"] / (int8["bytes"] / 2**20)
     assert int8["accuracy_to_size_ratio"] == pytest.approx(ratio)
-    assert "onnx-int8" in (tmp_path / "out" / "model" / "README.md").read_text()
+    card = (tmp_path / "out" / "model" / "README.md").read_text()
+    assert "onnx-int8" in card
+    # Its accuracy depends on the batching (activation ranges span the batch): the card says which.
+    assert "length-sorted batches of 64" in card
 
 
 def test_int8_needs_the_fp32_onnx_and_a_bounded_tolerance():

@@ -17,7 +17,7 @@ from layerfuse.compression.evaluation import EvalSet
 from layerfuse.compression.progress import STAGES
 from layerfuse.compression.report import Report
 from tests.compression.helpers import FP32
-from tests.factories import LABELS
+from tests.factories import LABELS, synthetic_rows
 
 FAST = {
     "n_calib": 32,
@@ -389,3 +389,24 @@ def test_an_original_that_scores_zero_gets_no_improvement_factor(
     saved = json.loads((tmp_path / "out" / "report.json").read_text())
     assert saved["final"]["improvement_factor"] is None
     assert "improvement factor of n/a" in (tmp_path / "out" / "model_card.md").read_text()
+
+
+def test_an_unused_text_pair_column_is_warned_about(tiny_classifier, tmp_path):
+    """A pair task read as single texts trained a worse model without a word."""
+    from layerfuse.compression.progress import NeverCancel, ProgressTracker
+    from layerfuse.compression.stages import prepare
+    from tests.factories import write_jsonl
+
+    train = write_jsonl(tmp_path / "train.jsonl", synthetic_rows(60, pair=True))
+    warned = []
+    for pair_column in (None, "text_pair"):
+        recorder = Recorder()
+        spec = spec_for(
+            tiny_classifier,
+            {"train": train, "validation": None, "test": None},
+            columns={"text_pair_column": pair_column},
+        )
+        prepare(spec, ProgressTracker(recorder, NeverCancel()))
+        warned.append([m for _, m, _ in recorder.events if "'text_pair' column" in m])
+    assert len(warned[0]) == 1 and "--text-pair-column text_pair" in warned[0][0]
+    assert warned[1] == []

@@ -252,3 +252,28 @@ def test_download_and_submit_refuse_an_unusable_out_before_any_request(
     with pytest.raises(SystemExit) as exit_info:
         main(["status", "", *url])
     assert exit_info.value.code == 2
+
+
+def test_a_reader_that_leaves_early_ends_the_command_quietly_with_141(tmp_path: Path) -> None:
+    """`layerfuse ... --json | head` ended in a BrokenPipeError traceback."""
+    script = (
+        "import sys\n"
+        "from layerfuse.cli import main\n"
+        "from layerfuse.commands import output\n"
+        # A JSON answer far larger than the pipe's buffer, as a long `jobs --json` page is.
+        "output_run = lambda args: output.print_json([{'id': i} for i in range(200_000)]) or 0\n"
+        "import layerfuse.commands.completion as c\n"
+        "c.run = output_run\n"
+        "sys.exit(main(['completion', 'bash']))\n"
+    )
+    done = subprocess.run(
+        f'{sys.executable} -c "$SCRIPT" | head -c 10 > /dev/null; echo ${{PIPESTATUS[0]}}',
+        shell=True,
+        executable="/bin/bash",
+        env={**os.environ, "SCRIPT": script},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.stdout.strip() == "141", done.stderr
+    assert "Traceback" not in done.stderr
