@@ -37,7 +37,7 @@ STOP_GRACE_S = 15  # then a process that has not stopped is killed
 def register(subparsers: argparse._SubParsersAction) -> None:
     serve = subparsers.add_parser("serve", help="run the API server")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=port, default=8000)
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(run=run_serve)
 
@@ -58,11 +58,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "key for tenant 'local' (kept in the data directory) and prints it.",
     )
     up.add_argument("--host", default="127.0.0.1")
-    up.add_argument("--port", type=int, default=8000)
+    up.add_argument("--port", type=port, default=8000)
     up.add_argument(
         "--data-dir", type=Path, default=None, help="default: $LAYERFUSE_DATA_DIR or ./.layerfuse"
     )
     up.set_defaults(run=run_up)
+
+
+def port(value: str) -> int:
+    """A TCP port to listen on (uvicorn took 99999 and listened on 99999 mod 65536)."""
+    if not value.isdigit() or not 1 <= int(value) <= 65535:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a TCP port (1-65535)")
+    return int(value)
 
 
 def data_dir_from_env() -> Path:
@@ -148,7 +155,11 @@ def run_webhooks(args: argparse.Namespace) -> int:
 
 def run_up(args: argparse.Namespace) -> int:
     data_dir = (args.data_dir or data_dir_from_env()).resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file, or below one, or not writable
+        print(f"error (--data-dir): cannot use {data_dir}: {exc.strerror}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     configured = os.environ.get("LAYERFUSE_API_KEYS", "").strip()
     generated = None if configured else _local_key(data_dir)
     env = {

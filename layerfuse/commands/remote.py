@@ -75,7 +75,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     jobs = subparsers.add_parser("jobs", help="list jobs, newest first")
     jobs.add_argument("--status", choices=JOB_STATUSES, help="only jobs in this status")
     jobs.add_argument("--limit", type=int, default=20, help="at most this many (1-100)")
-    jobs.add_argument("--after", metavar="JOB", help="the page after this job id")
+    jobs.add_argument("--after", metavar="JOB", type=_job_id, help="the page after this job id")
     _client_arguments(jobs)
     jobs.set_defaults(run=run_jobs)
 
@@ -83,7 +83,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "events", help="print a job's events, following them until the job ends"
     )
     events.add_argument("job_id", metavar="JOB", type=_job_id)
-    events.add_argument("--after", metavar="EVENT", help="start after this event id")
+    # Checked here: the client sends it as Last-Event-ID, the header the server's error names.
+    events.add_argument(
+        "--after", metavar="EVENT", type=_event_id, help="start after this event id"
+    )
     events.add_argument(
         "--no-follow", action="store_true", help="print the events so far and return"
     )
@@ -101,10 +104,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _job_id(value: str) -> str:
     """A JOB argument: a job id (``job_...``), never empty (an unset ``$JOB``) or a path."""
+    return _id(value, "a job id (job_... as `layerfuse submit` and `jobs` print them)")
+
+
+def _event_id(value: str) -> str:
+    return _id(value, "an event id (evt_... as `layerfuse events --json` prints them)")
+
+
+def _id(value: str, what: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,100}", value):
-        raise argparse.ArgumentTypeError(
-            f"{value!r} is not a job id (job_... as `layerfuse submit` and `jobs` print them)"
-        )
+        raise argparse.ArgumentTypeError(f"{value!r} is not {what}")
     return value
 
 
@@ -131,6 +140,21 @@ def _client(args: argparse.Namespace) -> Client:
     return Client(url, _api_key(args)[0])
 
 
+def _bad_connection_arguments(args: argparse.Namespace) -> str | None:
+    """What is wrong with the server URL or the API key, before any request: they were sent and
+    failed as a 'broken connection' after the retries, or as a UnicodeEncodeError traceback."""
+    from urllib.parse import urlsplit
+
+    url = args.url or os.environ.get("LAYERFUSE_URL") or DEFAULT_URL
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"--url {url!r} is not an http(s) URL such as {DEFAULT_URL}"
+    key = _api_key(args)[0]
+    if key is not None and not re.fullmatch(r"[\x21-\x7e]+", key):
+        return "--api-key (or LAYERFUSE_API_KEY) holds spaces or characters outside ASCII"
+    return None
+
+
 def _api_key(args: argparse.Namespace) -> tuple[str | None, Path | None]:
     """The key to send, and the file it was read from when it came from ``layerfuse up``."""
     key = args.api_key or os.environ.get("LAYERFUSE_API_KEY")
@@ -146,6 +170,10 @@ def _guarded(args: argparse.Namespace, body: Callable[[Client], int]) -> int:
     """Run a command with a client, mapping API problems and connection errors to exit codes."""
     from layerfuse.client import APIError, AuthenticationError, LayerfuseClientError
 
+    problem = _bad_connection_arguments(args)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         with _client(args) as client:
             return int(body(client))
@@ -330,6 +358,13 @@ def run_submit(args: argparse.Namespace) -> int:
     uploads, skipped = model_files(args.model)
     if skipped:
         print(f"not uploading (not part of a model upload): {', '.join(skipped)}", file=sys.stderr)
+    if not uploads:
+        print(
+            f"error: --model {args.model} holds no model files (config.json, *.safetensors, "
+            "tokenizer files); point it at a folder saved with save_pretrained",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
     splits = {s: getattr(args, s) for s in ("train", "validation", "test") if getattr(args, s)}
     for split, path in splits.items():
         if not path.is_file():
@@ -352,11 +387,17 @@ def _submit(
     splits: dict[str, Path],
     metadata: dict[str, str],
 ) -> int:
+    from layerfuse.client import APIError
+
     print(f"uploading {len(uploads)} model files from {args.model}", file=sys.stderr)
     model = client.upload_model(uploads)
-    dataset: dict[str, Any] = {
-        split: client.upload_dataset(path)["id"] for split, path in splits.items()
-    }
+    dataset: dict[str, Any] = {}
+    for split, path in splits.items():
+        try:
+            dataset[split] = client.upload_dataset(path)["id"]
+        except APIError:
+            print(f"--{split} {path} was refused:", file=sys.stderr)  # the error follows
+            raise
     fields = method_fields(args)
     dataset.update(fields.pop("columns"))
     job = client.create_job(

@@ -163,12 +163,13 @@ async def upload_dataset(
     )
     try:
         (filename,) = received.files
-        # Stored under its id: the library's messages name the file, and so name the dataset.
+        # Inspected under the name the user sent, so a refusal names their file; then stored
+        # under its id, so the library's messages in a job name the dataset.
+        table = await run_in_threadpool(
+            inspect_table, incoming / filename, max_rows=settings.max_dataset_rows
+        )
         stored_name = dataset_id + Path(filename).suffix.lower()
         os.replace(incoming / filename, incoming / stored_name)
-        table = await run_in_threadpool(
-            inspect_table, incoming / stored_name, max_rows=settings.max_dataset_rows
-        )
         row = Dataset(
             id=dataset_id,
             tenant=tenant,

@@ -277,3 +277,34 @@ def test_a_reader_that_leaves_early_ends_the_command_quietly_with_141(tmp_path: 
     )
     assert done.stdout.strip() == "141", done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_unusable_connection_and_server_arguments_exit_2_before_anything_runs(
+    tmp_path: Path, capsys
+) -> None:
+    """Each was sent and failed after the retries as a 'broken connection', or a traceback."""
+    from layerfuse.cli import main
+
+    assert main(["status", "job_x", "--url", "127.0.0.1:8000"]) == 2
+    assert "--url '127.0.0.1:8000' is not an http(s) URL" in capsys.readouterr().err
+    key = ["--url", "http://127.0.0.1:9", "--api-key"]
+    for bad in ("lf_k\u00e9y", "bad\nkey"):
+        assert main(["status", "job_x", *key, bad]) == 2
+        assert "--api-key" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "train.jsonl").write_text('{"text": "a", "label": "x"}\n')
+    submit = [
+        "submit",
+        "--model",
+        str(tmp_path / "empty"),
+        "--train",
+        str(tmp_path / "train.jsonl"),
+    ]
+    assert main([*submit, "--out", str(tmp_path / "o"), "--url", "http://127.0.0.1:9"]) == 2
+    assert "holds no model files" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["up", "--port", "99999"])
+    assert exit_info.value.code == 2
+    (tmp_path / "afile").write_text("hi")
+    assert main(["up", "--data-dir", str(tmp_path / "afile"), "--port", "18999"]) == 2
+    assert "error (--data-dir)" in capsys.readouterr().err

@@ -219,3 +219,13 @@ def test_a_multipart_body_cut_before_its_closing_boundary_stores_nothing(
     whole = head + b"".join(lines) + b"\r\n--b--\r\n"
     created = client.post("/v1/datasets", content=whole, headers=headers)
     assert created.status_code == 201 and created.json()["rows"] == len(lines)
+
+
+def test_a_refused_dataset_upload_names_the_file_as_sent(
+    client: TestClient, tmp_path: Path
+) -> None:
+    """It named the server's stored name (ds_....jsonl), an id the user was never given."""
+    path = tmp_path / "reviews-2026.jsonl"
+    path.write_text('{"text": "a", "label": "x"}\n{not json\n')
+    body = assert_problem(upload_dataset(client, path), 422, "dataset_parse_error")
+    assert body["detail"].startswith("reviews-2026.jsonl cannot be parsed: line 2")
