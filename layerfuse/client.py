@@ -685,7 +685,15 @@ class Client:
     # -- transport ------------------------------------------------------------------------------
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
-        return self._send(method, path, **kwargs).json()
+        response = self._send(method, path, **kwargs)
+        try:
+            return response.json()
+        except ValueError:  # another server at that URL (a web page), or a proxy's answer
+            raise LayerfuseClientError(
+                f"{response.request.url} answered {response.status_code} without JSON "
+                f"({response.headers.get('content-type', 'no content type')}): is that URL a "
+                "layerfuse server?"
+            ) from None
 
     def _send(
         self,

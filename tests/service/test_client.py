@@ -21,6 +21,7 @@ from layerfuse.client import (
     ArtifactIntegrityError,
     Client,
     ConflictError,
+    LayerfuseClientError,
     NotFoundError,
     ServerError,
     ServiceUnavailableError,
@@ -410,3 +411,10 @@ def test_an_httpx2_client_gets_the_same_retries_and_connection_errors() -> None:
     with pytest.raises(APIConnectionError, match="GET /v1/jobs/job_1: cannot reach"):
         client.get_job("job_1")
     assert len(attempts) == 2
+
+
+def test_an_answer_that_is_not_json_is_a_client_error_naming_the_url() -> None:
+    """--url pointing at another web server gave a raw JSONDecodeError traceback."""
+    client, _, _ = scripted([answer(200, b"<html>hello</html>", **{"content-type": "text/html"})])
+    with pytest.raises(LayerfuseClientError, match=r"without JSON.*layerfuse server"):
+        client.get_job("job_1")
