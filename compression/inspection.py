@@ -439,7 +439,11 @@ def _check_agreement(
 ) -> None:
     """The config's layer count and sizes are those of the weights."""
     pattern = re.compile(rf"(?:^|\.){re.escape(keys.layer_prefix)}\.(\d+)\.")
-    present = {int(m.group(1)) for t in tensors if (m := pattern.search(t.name))}
+    # (layer, name within the layer, tensor) of every layer tensor.
+    in_layers = [
+        (m.group(1), t.name[m.end() :], t) for t in tensors if (m := pattern.search(t.name))
+    ]
+    present = {int(layer) for layer, _, _ in in_layers}
     if present != set(range(num_layers)):
         found = f"layers {min(present)}-{max(present)} ({len(present)})" if present else "none"
         raise ModelError(
@@ -448,13 +452,9 @@ def _check_agreement(
             code="model_weights_mismatch",
             param=param,
         )
-    first: dict[str, Tensor] = {}
-    for t in tensors:
-        if (m := pattern.search(t.name)) and m.group(1) == "0":
-            first[t.name[m.end() :]] = t
-    for t in tensors:
-        m = pattern.search(t.name)
-        like = first.get(t.name[m.end() :]) if m else None
+    first = {suffix: t for layer, suffix, t in in_layers if layer == "0"}
+    for _, suffix, t in in_layers:
+        like = first.get(suffix)
         # from_pretrained would refuse it, or re-initialise it where sizes may differ.
         if like is not None and t.shape != like.shape:
             raise ModelError(

@@ -75,18 +75,24 @@ def lone_surrogate(value: Any, text: str | bytes) -> tuple[str, ...] | None:
         escaped = _SURROGATE_ESCAPE_BYTES.search(text) is not None
     else:
         escaped = _SURROGATE_ESCAPE.search(text) is not None
-    if not escaped:
-        return None
+    found = find_string(value, _SURROGATE) if escaped else None
+    return found[0] if found else None
+
+
+def find_string(value: Any, pattern: re.Pattern[str]) -> tuple[tuple[str, ...], bool] | None:
+    """The first string of ``value`` (a key or a value, at any depth) that ``pattern`` finds
+    in: where it stands (the keys and indices down to it; a key's own container) and whether it
+    is a key. ``None`` when there is none. Iterative, as :func:`depth` is."""
     stack: list[tuple[Any, tuple[str, ...]]] = [(value, ())]
     while stack:
         item, where = stack.pop()
         if isinstance(item, str):
-            if _SURROGATE.search(item):
-                return where
+            if pattern.search(item):
+                return where, False
         elif isinstance(item, dict):
             for key, child in item.items():
-                if _SURROGATE.search(key):
-                    return where
+                if pattern.search(key):
+                    return where, True
                 stack.append((child, (*where, key)))
         elif isinstance(item, list):
             stack.extend((child, (*where, str(i))) for i, child in enumerate(item))

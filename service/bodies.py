@@ -10,6 +10,7 @@ mode, so a number sent as a string is a 422 naming the field.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -17,11 +18,12 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
-from layerfuse.compression.jsontext import JsonNotText, JsonTooDeep, parse_json
+from layerfuse.compression.jsontext import JsonNotText, JsonTooDeep, find_string, parse_json
 
 from .errors import ApiError, Unprocessable
 
 M = TypeVar("M", bound=BaseModel)
+_NUL = re.compile("\x00")
 
 
 def json_body(model: type[M]) -> Callable[[Request], Awaitable[M]]:
@@ -49,23 +51,13 @@ def json_body(model: type[M]) -> Callable[[Request], Awaitable[M]]:
     return read
 
 
-def refuse_nul(value: Any, path: tuple[str, ...] = ()) -> None:
+def refuse_nul(value: Any) -> None:
     """Raise a 422 naming the first string (key or value) that holds a NUL character."""
-    stack: list[tuple[Any, tuple[str, ...]]] = [(value, path)]
-    while stack:
-        item, where = stack.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                param = ".".join(where) or None
-                raise Unprocessable(
-                    f"{param or 'the body'}: text may not contain NUL characters", param=param
-                )
-        elif isinstance(item, dict):
-            for key, child in item.items():
-                if "\x00" in key:
-                    raise Unprocessable(
-                        "keys may not contain NUL characters", param=".".join(where) or None
-                    )
-                stack.append((child, (*where, key)))
-        elif isinstance(item, list):
-            stack.extend((child, (*where, str(i))) for i, child in enumerate(item))
+    found = find_string(value, _NUL)
+    if found is None:
+        return
+    where, in_key = found
+    param = ".".join(where) or None
+    if in_key:
+        raise Unprocessable("keys may not contain NUL characters", param=param)
+    raise Unprocessable(f"{param or 'the body'}: text may not contain NUL characters", param=param)

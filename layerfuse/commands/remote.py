@@ -136,8 +136,11 @@ def _client_arguments(parser: argparse.ArgumentParser, json_help: str | None = N
 def _client(args: argparse.Namespace) -> Client:
     from layerfuse.client import Client
 
-    url = args.url or os.environ.get("LAYERFUSE_URL") or DEFAULT_URL
-    return Client(url, _api_key(args)[0])
+    return Client(_url(args), _api_key(args)[0])
+
+
+def _url(args: argparse.Namespace) -> str:
+    return str(args.url or os.environ.get("LAYERFUSE_URL") or DEFAULT_URL)
 
 
 def _bad_connection_arguments(args: argparse.Namespace) -> str | None:
@@ -145,7 +148,7 @@ def _bad_connection_arguments(args: argparse.Namespace) -> str | None:
     failed as a 'broken connection' after the retries, or as a UnicodeEncodeError traceback."""
     from urllib.parse import urlsplit
 
-    url = args.url or os.environ.get("LAYERFUSE_URL") or DEFAULT_URL
+    url = _url(args)
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return f"--url {url!r} is not an http(s) URL such as {DEFAULT_URL}"
